@@ -1,0 +1,93 @@
+"""Keras layers with PyTorch semantics, one Keras layer per torch module.
+
+Explicit padding lives inside the conv/pool layer (not in a separate
+ZeroPadding2D) so that every compared layer has exactly one canonical name.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+def _pads(padding) -> tuple[tuple[int, int], tuple[int, int]]:
+    """torch-style padding (p, (ph, pw), or ((top, bottom), (left, right))) -> per-side pads."""
+    if isinstance(padding, int):
+        return ((padding, padding), (padding, padding))
+    ph, pw = padding
+    as_pair = lambda p: tuple(p) if isinstance(p, (tuple, list)) else (p, p)
+    return (as_pair(ph), as_pair(pw))
+
+
+def _padded_shape(shape, pads):
+    (top, bottom), (left, right) = pads
+    n, h, w, c = shape
+    return (n, None if h is None else h + top + bottom, None if w is None else w + left + right, c)
+
+
+@keras.saving.register_keras_serializable(package="twinframe")
+class PaddedConv2D(keras.layers.Conv2D):
+    """Conv2D with explicit zero padding, as torch's ``Conv2d(padding=p)``."""
+
+    def __init__(self, *args, explicit_padding=0, **kwargs):
+        super().__init__(*args, padding="valid", **kwargs)
+        self.explicit_padding = _pads(explicit_padding)
+
+    def call(self, inputs):
+        (top, bottom), (left, right) = self.explicit_padding
+        return super().call(ops.pad(inputs, ((0, 0), (top, bottom), (left, right), (0, 0))))
+
+    def compute_output_shape(self, input_shape):
+        return super().compute_output_shape(_padded_shape(input_shape, self.explicit_padding))
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("padding", None)
+        return {**config, "explicit_padding": self.explicit_padding}
+
+
+@keras.saving.register_keras_serializable(package="twinframe")
+class PaddedMaxPool2D(keras.layers.MaxPooling2D):
+    """MaxPooling2D padded with -inf, as torch's ``MaxPool2d(padding=p)`` (zero padding
+    would differ wherever all inputs in a window are negative)."""
+
+    def __init__(self, *args, explicit_padding=0, **kwargs):
+        super().__init__(*args, padding="valid", **kwargs)
+        self.explicit_padding = _pads(explicit_padding)
+
+    def call(self, inputs):
+        (top, bottom), (left, right) = self.explicit_padding
+        padded = ops.pad(inputs, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=float("-inf"))
+        return super().call(padded)
+
+    def compute_output_shape(self, input_shape):
+        return super().compute_output_shape(_padded_shape(input_shape, self.explicit_padding))
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("padding", None)
+        return {**config, "explicit_padding": self.explicit_padding}
+
+
+@keras.saving.register_keras_serializable(package="twinframe")
+class BatchNorm(keras.layers.BatchNormalization):
+    """BatchNormalization whose moving variance takes the *unbiased* batch variance.
+
+    torch (and TF 2's fused BN) update running_var with n/(n-1) * var; Keras 3
+    uses the biased variance.  Normalisation itself uses the biased variance in all.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, "float32")
+        mean, variance = ops.moments(x, axes=self._reduction_axes)
+        count = tf.cast(tf.size(x), tf.float32) / tf.cast(tf.shape(x)[self.axis], tf.float32)
+        unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum))
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=self.beta, scale=self.gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)

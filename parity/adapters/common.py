@@ -1,0 +1,82 @@
+"""Framework-free helpers shared by the adapters (run inside the workers)."""
+
+from __future__ import annotations
+
+import importlib
+import io
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+
+from spec.weights import atomic_write_bytes
+
+OUTPUT = "output"
+LAYER = "layer"
+INPUT = "input"
+
+
+def load_factory(path: str) -> Callable:
+    """``"package.module:function"`` -> the function."""
+    module_name, _, attribute = path.partition(":")
+    if not attribute:
+        raise ValueError(f"factory must look like 'package.module:function', got {path!r}")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ValueError(f"factory {path!r}: module {module_name!r} has no {attribute!r}") from None
+
+
+def output_key(index: int) -> str:
+    return f"{OUTPUT}:{index}"
+
+
+def layer_key(name: str) -> str:
+    return f"{LAYER}:{name}"
+
+
+def input_key(name: str, index: int) -> str:
+    return f"{INPUT}:{name}:{index}"
+
+
+def layer_inputs(arrays: Mapping[str, np.ndarray], name: str) -> list[np.ndarray]:
+    inputs, index = [], 0
+    while input_key(name, index) in arrays:
+        inputs.append(arrays[input_key(name, index)])
+        index += 1
+    if not inputs:
+        raise KeyError(f"reference holds no captured input for layer {name!r}")
+    return inputs
+
+
+def save_arrays(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **{key: np.asarray(value) for key, value in arrays.items()})
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_arrays(path: str) -> dict[str, np.ndarray]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"array file not found: {path}")
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+class Models:
+    """The models a worker holds, by handle."""
+
+    def __init__(self):
+        self._models: dict[str, object] = {}
+
+    def put(self, handle: str, model) -> None:
+        self._models[handle] = model
+
+    def get(self, handle: str):
+        try:
+            return self._models[handle]
+        except KeyError:
+            raise KeyError(f"no model with handle {handle!r}; built: {sorted(self._models)}") from None
+
+    def drop(self, handle: str) -> None:
+        self._models.pop(handle, None)

@@ -1,0 +1,313 @@
+"""Keras 3 (TensorFlow backend) side of the parity protocol (imported only in the TF worker).
+
+A Keras layer's name is its canonical name.  Each weight kind has one small hook
+that says which Keras variable holds which canonical tensor and in what layout;
+custom layers declare theirs in a ``canonical_weights`` class attribute of
+``(variable attribute, canonical suffix, layout kind)`` triples.
+Activations cross in the canonical channel-first layout.
+"""
+
+from __future__ import annotations
+
+import platform
+import random
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from parity.adapters import common
+from spec import layout
+from spec.weights import WeightTransfer, load_canonical, save_canonical
+
+_models = common.Models()
+_settings = {"device": "cpu", "threads": 1, "deterministic": True}
+
+# Keras layer class -> (variable attribute, canonical suffix, layout kind)
+WEIGHT_HOOKS: dict[type, tuple[tuple[str, str, str], ...]] = {
+    keras.layers.Conv2D: (("kernel", "weight", "conv2d"), ("bias", "bias", "identity")),
+    keras.layers.Conv2DTranspose: (("kernel", "weight", "conv2d_transpose"), ("bias", "bias", "identity")),
+    keras.layers.Dense: (("kernel", "weight", "dense"), ("bias", "bias", "identity")),
+    keras.layers.BatchNormalization: (
+        ("gamma", "weight", "identity"), ("beta", "bias", "identity"),
+        ("moving_mean", "running_mean", "identity"), ("moving_variance", "running_var", "identity"),
+    ),
+}
+
+
+def setup(threads: int = 1, device: str = "cpu", deterministic: bool = True) -> dict:
+    if device == "cpu":
+        tf.config.set_visible_devices([], "GPU")
+    elif not tf.config.list_physical_devices("GPU"):
+        raise RuntimeError(f"device {device!r} requested but TensorFlow sees no GPU")
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    tf.config.experimental.enable_tensor_float_32_execution(False)  # TF32 breaks float32 parity
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    _settings.update(device=device, threads=threads, deterministic=deterministic)
+    return environment()
+
+
+def environment() -> dict:
+    import os
+
+    gpus = tf.config.get_visible_devices("GPU")
+    return {
+        "framework": "tensorflow",
+        "versions": {
+            "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "python": platform.python_version(),
+        },
+        "threads": {
+            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+        },
+        "device": _settings["device"],
+        "device_name": str(gpus[0].name) if gpus else platform.processor() or "cpu",
+        "flags": {
+            "op_determinism": _settings["deterministic"],
+            "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
+            "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"),
+            "jit_compile": False,
+        },
+    }
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)  # Python, NumPy and TF seeds, and Keras' own generator
+
+
+def build(handle: str, factory: str, model: str, config: dict, seed: int) -> dict:
+    seed_everything(seed)
+    net = common.load_factory(factory)(model, **config)
+    if not isinstance(net, keras.Model) or not hasattr(net, "inputs") or net.inputs is None:
+        raise TypeError(f"factory {factory!r} must return a functional keras.Model, got {type(net).__name__}")
+    _models.put(handle, net)
+    return {
+        "weights": {name: list(shape) for name, shape in _canonical_shapes(net).items()},
+        "parameters": int(sum(int(np.prod(v.shape)) for v in net.trainable_weights)),
+        "layers": [layer.name for layer in _compared_layers(net)],
+    }
+
+
+def free(handle: str) -> None:
+    _models.drop(handle)
+
+
+# -- canonical weights -------------------------------------------------------
+
+def _hooks_for(layer) -> tuple[tuple[str, str, str], ...]:
+    declared = getattr(layer, "canonical_weights", None)
+    if declared is not None:
+        return tuple(declared)
+    for cls in type(layer).__mro__:
+        if cls in WEIGHT_HOOKS:
+            return WEIGHT_HOOKS[cls]
+    return ()
+
+
+def _slots(net: keras.Model):
+    """(canonical name, variable, layout kind) for every weight; fails on unmapped weights."""
+    slots, claimed = [], set()
+    for layer in net.layers:
+        for attribute, suffix, kind in _hooks_for(layer):
+            variable = getattr(layer, attribute, None)
+            if variable is None:  # e.g. use_bias=False
+                continue
+            slots.append((f"{layer.name}.{suffix}", variable, kind))
+            claimed.add(id(variable))
+        unclaimed = [v.path for v in layer.weights if id(v) not in claimed]
+        if unclaimed:
+            raise TypeError(
+                f"layer {layer.name!r} ({type(layer).__name__}) holds weights with no canonical mapping: "
+                f"{unclaimed}; add a hook to WEIGHT_HOOKS or a canonical_weights attribute"
+            )
+    return slots
+
+
+def _canonical_shape(kind: str, shape) -> tuple[int, ...]:
+    return layout.from_keras(kind, np.empty(tuple(shape), dtype=np.uint8)).shape
+
+
+def _canonical_shapes(net) -> dict[str, tuple[int, ...]]:
+    return {name: _canonical_shape(kind, variable.shape) for name, variable, kind in _slots(net)}
+
+
+def canonical_weights(net) -> dict[str, np.ndarray]:
+    return {name: layout.from_keras(kind, np.asarray(variable.numpy())) for name, variable, kind in _slots(net)}
+
+
+def save_weights(handle: str, path: str, metadata: dict | None = None) -> dict:
+    digest = save_canonical(path, canonical_weights(_models.get(handle)), {"framework": "tensorflow", **(metadata or {})})
+    return {"digest": digest}
+
+
+def load_weights(handle: str, path: str) -> dict:
+    net = _models.get(handle)
+    transfer = WeightTransfer(load_canonical(path), target=f"keras model {handle!r}")
+    slots = _slots(net)
+    for name, variable, kind in slots:
+        transfer.expect(name, _canonical_shape(kind, variable.shape))
+    transfer.check()
+    for name, variable, kind in slots:
+        variable.assign(layout.to_keras(kind, transfer.take(name)))
+    return transfer.finish()
+
+
+# -- forward passes ----------------------------------------------------------
+
+def _compared_layers(net):
+    return [layer for layer in net.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def _as_list(value):
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _outputs(result) -> dict[str, np.ndarray]:
+    return {common.output_key(i): layout.channels_first(np.asarray(r)) for i, r in enumerate(_as_list(result))}
+
+
+def _probe(net):
+    """A model returning every layer's inputs and output (built once per model)."""
+    probe = getattr(net, "_twinframe_probe", None)
+    if probe is None:
+        outputs = {}
+        for layer in _compared_layers(net):
+            try:
+                outputs[common.layer_key(layer.name)] = layer.output
+                layer_inputs = _as_list(layer.input)
+            except (AttributeError, ValueError) as error:
+                raise ValueError(
+                    f"layer {layer.name!r} is used more than once in the graph; layer-wise "
+                    f"comparison needs one layer per call ({error})"
+                ) from None
+            for i, tensor in enumerate(layer_inputs):
+                outputs[common.input_key(layer.name, i)] = tensor
+        for i, tensor in enumerate(net.outputs):
+            outputs[common.output_key(i)] = tensor
+        probe = keras.Model(net.inputs, outputs)
+        net._twinframe_probe = probe
+    return probe
+
+
+def forward(handle: str, input_path: str, output_path: str, capture: bool = False) -> dict:
+    net = _models.get(handle)
+    x = layout.channels_last(common.load_arrays(input_path)["x"])
+    if capture:
+        result = _probe(net)(x, training=False)
+        arrays = {key: layout.channels_first(np.asarray(value)) for key, value in result.items()}
+        order = [layer.name for layer in _compared_layers(net)]
+    else:
+        arrays, order = _outputs(net(x, training=False)), []
+    common.save_arrays(output_path, arrays)
+    return {"layers": order}
+
+
+def forward_isolated(handle: str, reference_path: str, output_path: str, layers: list[str]) -> dict:
+    """Run each layer alone on the reference framework's input to that layer."""
+    net = _models.get(handle)
+    reference = common.load_arrays(reference_path)
+    arrays = {}
+    for name in layers:
+        inputs = [layout.channels_last(x) for x in common.layer_inputs(reference, name)]
+        result = net.get_layer(name)(inputs if len(inputs) > 1 else inputs[0], training=False)
+        arrays[common.layer_key(name)] = layout.channels_first(np.asarray(result))
+    common.save_arrays(output_path, arrays)
+    return {"layers": layers}
+
+
+# -- gradients ---------------------------------------------------------------
+
+def _loss(outputs, targets, loss: str):
+    logits = _as_list(outputs)[0]
+    if loss == "cross_entropy":
+        return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True))
+    if loss == "mse":
+        return keras.ops.mean(keras.ops.square(logits - targets))
+    raise ValueError(f"unknown loss {loss!r}; known: cross_entropy, mse")
+
+
+def gradients(handle: str, input_path: str, output_path: str, loss: str = "cross_entropy") -> dict:
+    """One train-mode forward/backward (dropout off); the model's state is restored after.
+
+    Writes the gradient of every trainable weight and the state after the pass
+    (BN moving statistics), all keyed by canonical name in canonical layout.
+    """
+    net = _models.get(handle)
+    data = common.load_arrays(input_path)
+    x = layout.channels_last(data["x"])
+    targets = data["targets"] if loss == "cross_entropy" else layout.channels_last(data["targets"])
+    snapshot = [np.array(v.numpy()) for v in net.weights]
+    dropouts = [layer for layer in net.layers if isinstance(layer, keras.layers.Dropout)]
+    rates = [layer.rate for layer in dropouts]
+    try:
+        for layer in dropouts:
+            layer.rate = 0.0
+        with tf.GradientTape() as tape:
+            value = _loss(net(x, training=True), targets, loss)
+            if net.losses:  # weight penalties (e.g. L2 kernel regularizers)
+                value = value + keras.ops.sum(keras.ops.stack(net.losses))
+        slots = [(n, v, k) for n, v, k in _slots(net) if v.trainable]
+        grads = tape.gradient(value, [variable for _, variable, _ in slots])
+        arrays = {f"grad:{name}": layout.from_keras(kind, np.asarray(g)) for (name, _, kind), g in zip(slots, grads) if g is not None}
+        arrays.update({f"state:{n}": v for n, v in canonical_weights(net).items()})
+    finally:
+        for layer, rate in zip(dropouts, rates):
+            layer.rate = rate
+        for variable, value_before in zip(net.weights, snapshot):
+            variable.assign(value_before)
+    arrays["loss"] = np.asarray(float(value), dtype=np.float64)
+    common.save_arrays(output_path, arrays)
+    return {"loss": float(value)}
+
+
+# -- ONNX ----------------------------------------------------------------------
+
+def export_onnx(handle: str, path: str, input_shape: list[int], opset: int = 18, exporter: str = "tf2onnx") -> dict:
+    """Export through tf2onnx with the canonical channel-first interface.
+
+    The graph takes NCHW input and returns channel-first outputs (transposes
+    inside the graph), so both frameworks' ONNX files are called the same way.
+    """
+    import onnx
+    import tf2onnx
+
+    if exporter != "tf2onnx":
+        raise ValueError(f"unknown Keras ONNX exporter {exporter!r}; use 'tf2onnx'")
+    net = _models.get(handle)
+    rank = len(input_shape)
+    signature = [tf.TensorSpec(tuple(input_shape), tf.float32, name="input")]
+    to_last = [0, *range(2, rank), 1]
+
+    @tf.function(input_signature=signature)
+    def canonical_call(x):
+        outputs = _as_list(net(tf.transpose(x, to_last), training=False))
+        return [tf.transpose(o, [0, o.shape.rank - 1, *range(1, o.shape.rank - 1)]) if o.shape.rank >= 3 else o for o in outputs]
+
+    tf2onnx.convert.from_function(canonical_call, input_signature=signature, opset=opset, output_path=path)
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    return {
+        "exporter": "tf2onnx (tf.function)",
+        "opset": int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))),
+        "versions": {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__},
+        "input_layout": "NCHW (transposed inside the graph)",
+    }
+
+
+OPS = {
+    "setup": setup,
+    "environment": environment,
+    "build": build,
+    "free": free,
+    "save_weights": save_weights,
+    "load_weights": load_weights,
+    "forward": forward,
+    "forward_isolated": forward_isolated,
+    "gradients": gradients,
+    "export_onnx": export_onnx,
+}

@@ -1,0 +1,257 @@
+"""PyTorch side of the parity protocol (imported only inside the torch worker).
+
+Canonical weights are the model's ``state_dict`` (minus ``num_batches_tracked``).
+Compared layers are the leaf modules, in the order they run.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+import random
+
+import numpy as np
+import torch
+
+from parity.adapters import common
+from spec.weights import WeightTransfer, load_canonical, save_canonical
+
+_models = common.Models()
+_settings = {"device": "cpu", "threads": 1, "deterministic": True}
+NOT_WEIGHTS = ("num_batches_tracked",)
+
+
+def setup(threads: int = 1, device: str = "cpu", deterministic: bool = True) -> dict:
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # may only be set before the first parallel op
+        pass
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cuda.matmul.allow_tf32 = False  # TF32 silently breaks float32 parity
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but torch sees no CUDA device")
+    _settings.update(device=device, threads=threads, deterministic=deterministic)
+    return environment()
+
+
+def environment() -> dict:
+    return {
+        "framework": "torch",
+        "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
+        "device": _settings["device"],
+        "device_name": torch.cuda.get_device_name() if _settings["device"].startswith("cuda") else platform.processor() or "cpu",
+        "flags": {
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        },
+    }
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA too
+
+
+def build(handle: str, factory: str, model: str, config: dict, seed: int) -> dict:
+    seed_everything(seed)
+    net = common.load_factory(factory)(model, **config)
+    net = net.to(_settings["device"]).eval()
+    _models.put(handle, net)
+    weights = canonical_weights(net)
+    return {
+        "weights": {name: list(value.shape) for name, value in weights.items()},
+        "parameters": int(sum(p.numel() for p in net.parameters())),
+        "layers": [name for name, _ in _leaf_modules(net)],
+    }
+
+
+def free(handle: str) -> None:
+    _models.drop(handle)
+
+
+# -- canonical weights -------------------------------------------------------
+
+def canonical_weights(net: torch.nn.Module) -> dict[str, np.ndarray]:
+    return {
+        name: value.detach().cpu().numpy().copy()
+        for name, value in net.state_dict().items()
+        if not name.endswith(NOT_WEIGHTS)
+    }
+
+
+def save_weights(handle: str, path: str, metadata: dict | None = None) -> dict:
+    digest = save_canonical(path, canonical_weights(_models.get(handle)), {"framework": "torch", **(metadata or {})})
+    return {"digest": digest}
+
+
+def load_weights(handle: str, path: str) -> dict:
+    net = _models.get(handle)
+    transfer = WeightTransfer(load_canonical(path), target=f"torch model {handle!r}")
+    slots = {n: t for n, t in net.state_dict().items() if not n.endswith(NOT_WEIGHTS)}
+    for name, tensor in slots.items():
+        transfer.expect(name, tuple(tensor.shape))
+    transfer.check()
+    with torch.no_grad():
+        for name, tensor in slots.items():
+            tensor.copy_(torch.from_numpy(transfer.take(name)))
+    return transfer.finish()
+
+
+# -- forward passes ----------------------------------------------------------
+
+def _leaf_modules(net: torch.nn.Module):
+    return [(name, m) for name, m in net.named_modules() if name and not any(True for _ in m.children())]
+
+
+def _to_numpy(value) -> np.ndarray:
+    return value.detach().cpu().numpy()
+
+
+def _outputs(result) -> dict[str, np.ndarray]:
+    results = result if isinstance(result, (tuple, list)) else (result,)
+    return {common.output_key(i): _to_numpy(r) for i, r in enumerate(results)}
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array)).to(_settings["device"])
+
+
+class _Recorder:
+    """Forward hooks recording every leaf module's inputs and output, once each."""
+
+    def __init__(self, net: torch.nn.Module, with_inputs: bool):
+        self.arrays: dict[str, np.ndarray] = {}
+        self.order: list[str] = []
+        self.with_inputs = with_inputs
+        self.hooks = [m.register_forward_hook(self._hook(name)) for name, m in _leaf_modules(net)]
+
+    def _hook(self, name):
+        def record(module, inputs, output):
+            if name in self.order:
+                raise RuntimeError(
+                    f"module {name!r} ran twice in one forward pass; layer-wise comparison "
+                    "needs one module per call (e.g. relu1 and relu2, not one shared relu)"
+                )
+            self.order.append(name)
+            self.arrays[common.layer_key(name)] = _to_numpy(output)
+            if self.with_inputs:
+                for i, x in enumerate(t for t in inputs if isinstance(t, torch.Tensor)):
+                    self.arrays[common.input_key(name, i)] = _to_numpy(x)
+        return record
+
+    def close(self):
+        for hook in self.hooks:
+            hook.remove()
+
+
+def forward(handle: str, input_path: str, output_path: str, capture: bool = False) -> dict:
+    net = _models.get(handle)
+    x = _tensor(common.load_arrays(input_path)["x"])
+    recorder = _Recorder(net, with_inputs=True) if capture else None
+    try:
+        with torch.no_grad():
+            arrays = _outputs(net(x))
+    finally:
+        if recorder:
+            recorder.close()
+    if recorder:
+        arrays.update(recorder.arrays)
+    common.save_arrays(output_path, arrays)
+    return {"layers": recorder.order if recorder else []}
+
+
+def forward_isolated(handle: str, reference_path: str, output_path: str, layers: list[str]) -> dict:
+    """Run each layer alone on the reference framework's input to that layer."""
+    net = _models.get(handle)
+    modules = dict(net.named_modules())
+    reference = common.load_arrays(reference_path)
+    arrays = {}
+    with torch.no_grad():
+        for name in layers:
+            inputs = [_tensor(x) for x in common.layer_inputs(reference, name)]
+            arrays[common.layer_key(name)] = _to_numpy(modules[name](*inputs))
+    common.save_arrays(output_path, arrays)
+    return {"layers": layers}
+
+
+# -- gradients ---------------------------------------------------------------
+
+def _loss(outputs, targets: torch.Tensor, loss: str) -> torch.Tensor:
+    logits = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+    if loss == "cross_entropy":
+        return torch.nn.functional.cross_entropy(logits, targets)
+    if loss == "mse":
+        return torch.nn.functional.mse_loss(logits, targets)
+    raise ValueError(f"unknown loss {loss!r}; known: cross_entropy, mse")
+
+
+def gradients(handle: str, input_path: str, output_path: str, loss: str = "cross_entropy") -> dict:
+    """One train-mode forward/backward (dropout off) on a copy of the model.
+
+    Writes the gradient of every parameter and the state after the pass (BN
+    running statistics), all keyed by canonical name.
+    """
+    net = copy.deepcopy(_models.get(handle)).train()
+    for module in net.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            module.eval()
+    data = common.load_arrays(input_path)
+    outputs = net(_tensor(data["x"]))
+    value = _loss(outputs, _tensor(data["targets"]), loss)
+    regulariser = getattr(net, "regularization_loss", None)
+    if regulariser is not None:
+        value = value + regulariser()
+    value.backward()
+    arrays = {f"grad:{n}": _to_numpy(p.grad) for n, p in net.named_parameters() if p.grad is not None}
+    arrays.update({f"state:{n}": v for n, v in canonical_weights(net).items()})
+    arrays["loss"] = np.asarray(value.item(), dtype=np.float64)
+    common.save_arrays(output_path, arrays)
+    return {"loss": float(value.item())}
+
+
+# -- ONNX ----------------------------------------------------------------------
+
+def export_onnx(handle: str, path: str, input_shape: list[int], opset: int = 18, exporter: str = "dynamo") -> dict:
+    import onnx
+
+    net = _models.get(handle)
+    example = torch.zeros(tuple(input_shape), device=_settings["device"])
+    if exporter not in ("dynamo", "legacy"):
+        raise ValueError(f"unknown torch ONNX exporter {exporter!r}; use 'dynamo' or 'legacy'")
+    # the dynamo exporter writes big models as external data unless told not to
+    options = {"external_data": False} if exporter == "dynamo" else {}
+    torch.onnx.export(
+        net, (example,), path, dynamo=(exporter == "dynamo"), opset_version=opset,
+        input_names=["input"], **options,
+    )
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    return {
+        "exporter": f"torch.onnx ({exporter})",
+        "opset": int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))),
+        "versions": {"torch": torch.__version__, "onnx": onnx.__version__},
+        "input_layout": "NCHW",
+    }
+
+
+OPS = {
+    "setup": setup,
+    "environment": environment,
+    "build": build,
+    "free": free,
+    "save_weights": save_weights,
+    "load_weights": load_weights,
+    "forward": forward,
+    "forward_isolated": forward_isolated,
+    "gradients": gradients,
+    "export_onnx": export_onnx,
+}

@@ -1,0 +1,127 @@
+"""Runners produce outputs; the comparator (``parity.compare``) judges them.
+
+:class:`FrameworkRunner` drives one framework's worker through its adapter;
+:class:`OnnxRuntimeRunner` runs an ONNX file in onnxruntime.  Both return plain
+NumPy arrays keyed as the adapters write them (``output:0``, ``layer:<name>``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from parity.adapters.common import load_arrays, output_key, save_arrays
+from parity.worker import WorkerClient
+
+ADAPTERS = {
+    "torch": "parity.adapters.torch_adapter",
+    "tf": "parity.adapters.keras_adapter",
+}
+
+
+@dataclass
+class BuiltModel:
+    """A model living in a worker, with what its twin must agree on."""
+
+    runner: "FrameworkRunner"
+    handle: str
+    weights: dict[str, tuple[int, ...]]
+    parameters: int
+    layers: list[str] = field(default_factory=list)
+
+
+class FrameworkRunner:
+    """One framework in its own worker process, with a scratch folder for exchanged files."""
+
+    def __init__(self, framework: str, threads: int = 1, device: str = "cpu", deterministic: bool = True,
+                 adapter: str | None = None, workdir: str | None = None, call_timeout: float | None = None):
+        if framework not in ADAPTERS and adapter is None:
+            raise ValueError(f"unknown framework {framework!r}; known: {sorted(ADAPTERS)} (or pass adapter=)")
+        self.framework = framework
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"twinframe-{framework}-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        options = {"call_timeout": call_timeout} if call_timeout else {}
+        self.worker = WorkerClient(framework, adapter or ADAPTERS[framework], log_dir=self.workdir, **options)
+        self.environment = self.worker.call("setup", threads=threads, device=device, deterministic=deterministic)
+        self._names = itertools.count()
+
+    def close(self) -> None:
+        self.worker.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def scratch(self, stem: str, suffix: str) -> str:
+        return str(self.workdir / f"{stem}-{next(self._names)}{suffix}")
+
+    # -- models ---------------------------------------------------------------
+    def build(self, factory: str, model: str, config: dict | None = None, seed: int = 0, handle: str | None = None) -> BuiltModel:
+        handle = handle or f"{model}-{next(self._names)}"
+        info = self.worker.call("build", handle=handle, factory=factory, model=model, config=config or {}, seed=seed)
+        weights = {name: tuple(shape) for name, shape in info["weights"].items()}
+        return BuiltModel(self, handle, weights, info["parameters"], info["layers"])
+
+    def save_weights(self, model: BuiltModel, path: str | None = None, metadata: dict | None = None) -> tuple[str, str]:
+        path = path or self.scratch(f"{model.handle}-weights", ".safetensors")
+        digest = self.worker.call("save_weights", handle=model.handle, path=str(path), metadata=metadata or {})["digest"]
+        return str(path), digest
+
+    def load_weights(self, model: BuiltModel, path: str) -> dict:
+        return self.worker.call("load_weights", handle=model.handle, path=str(path))
+
+    def free(self, model: BuiltModel) -> None:
+        self.worker.call("free", handle=model.handle)
+
+    # -- passes ---------------------------------------------------------------
+    def _exchange(self, op: str, model: BuiltModel, arrays: dict, **args) -> tuple[dict, dict]:
+        source = self.scratch(f"{model.handle}-{op}-in", ".npz")
+        target = self.scratch(f"{model.handle}-{op}-out", ".npz")
+        save_arrays(source, arrays)
+        key = "reference_path" if op == "forward_isolated" else "input_path"
+        info = self.worker.call(op, handle=model.handle, output_path=target, **{key: source}, **args)
+        return load_arrays(target), info
+
+    def forward(self, model: BuiltModel, x: np.ndarray, capture: bool = False) -> tuple[dict, list[str]]:
+        arrays, info = self._exchange("forward", model, {"x": x}, capture=capture)
+        return arrays, info["layers"]
+
+    def forward_isolated(self, model: BuiltModel, reference: dict, layers: list[str]) -> dict:
+        return self._exchange("forward_isolated", model, reference, layers=list(layers))[0]
+
+    def gradients(self, model: BuiltModel, x: np.ndarray, targets: np.ndarray, loss: str = "cross_entropy") -> dict:
+        return self._exchange("gradients", model, {"x": x, "targets": targets}, loss=loss)[0]
+
+    def export_onnx(self, model: BuiltModel, input_shape, path: str | None = None, opset: int = 18, **options) -> tuple[str, dict]:
+        path = path or self.scratch(f"{model.handle}", ".onnx")
+        info = self.worker.call("export_onnx", handle=model.handle, path=str(path), input_shape=list(input_shape), opset=opset, **options)
+        return str(path), info
+
+
+class OnnxRuntimeRunner:
+    """onnxruntime on the CPU provider with every graph optimisation off and one thread:
+    the baseline against which optimised or GPU sessions can later be judged."""
+
+    def __init__(self, path: str, threads: int = 1, optimization: str = "ORT_DISABLE_ALL",
+                 providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, optimization)
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(str(path), options, providers=list(providers))
+        self.settings = {"optimization": optimization, "threads": threads, "providers": list(providers),
+                         "onnxruntime": ort.__version__}
+
+    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        (feed,) = self.session.get_inputs()
+        results = self.session.run(None, {feed.name: x})
+        return {output_key(i): np.asarray(r) for i, r in enumerate(results)}

@@ -1,0 +1,23 @@
+"""Deterministic test inputs, made once on the NumPy side and fed to both frameworks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_input_shape(shape: tuple[int, ...]) -> None:
+    """Equal dims hide transposition bugs: insist on batch >= 2 and H != W."""
+    if len(shape) == 4:
+        n, c, h, w = shape
+        if n < 2 or h == w:
+            raise ValueError(f"parity input {shape} must have batch >= 2 and H != W")
+
+
+def parity_input(shape: tuple[int, ...], seed: int = 0, dtype: str = "float32") -> np.ndarray:
+    """Standard-normal NCHW input from a fixed seed."""
+    check_input_shape(tuple(shape))
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def class_targets(batch: int, num_classes: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, num_classes, size=batch).astype(np.int64)

@@ -1,0 +1,42 @@
+"""Model registry: every zoo model is a name, a family and a config (data, not code).
+
+Each framework keeps its own table of family builders; both resolve names here,
+so ``create_model("resnet18", num_classes=10)`` means the same network in both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from spec.errors import ConfigError, UnknownModelError
+from spec.models.resnet import ResNetConfig
+
+# name -> (config class, defaults that distinguish the variant)
+_REGISTRY: dict[str, tuple[type, dict[str, Any]]] = {
+    "resnet18": (ResNetConfig, {"blocks": (2, 2, 2, 2)}),
+    "resnet34": (ResNetConfig, {"blocks": (3, 4, 6, 3)}),
+}
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def resolve(name: str, **overrides: Any):
+    """Return the validated config of model ``name`` with ``overrides`` applied."""
+    try:
+        config_cls, defaults = _REGISTRY[name]
+    except KeyError:
+        raise UnknownModelError(
+            f"unknown model {name!r}; known models: {', '.join(list_models())}"
+        ) from None
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(
+            f"model {name!r} has no option(s) {unknown}; its options are {sorted(fields)}"
+        )
+    config = config_cls(**{**defaults, **overrides})
+    config.validate()
+    return config

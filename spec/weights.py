@@ -1,0 +1,147 @@
+"""The canonical weight format, and the audit every weight transfer goes through.
+
+A canonical weight file is a safetensors file keyed by canonical dotted name, in
+PyTorch layout (conv OIHW, dense (out, in), BN weight/bias/running_mean/running_var).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from spec.errors import TransferError, WeightFileError
+
+FORMAT = "twinframe-canonical/1"
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_canonical(
+    path: str | os.PathLike, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None
+) -> str:
+    """Write canonical weights atomically; returns their content digest."""
+    from safetensors.numpy import save
+
+    arrays = {name: np.ascontiguousarray(value) for name, value in tensors.items()}
+    check_finite(arrays, source=str(path))
+    meta = {"format": FORMAT, "digest": digest(arrays), **(metadata or {})}
+    atomic_write_bytes(path, save(arrays, metadata={k: str(v) for k, v in meta.items()}))
+    return meta["digest"]
+
+
+def load_canonical(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a canonical weight file; every failure names the file."""
+    from safetensors.numpy import load
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightFileError(f"weight file not found: {path}")
+    try:
+        tensors = load(path.read_bytes())
+    except Exception as error:  # safetensors reports corruption with several types
+        raise WeightFileError(f"weight file {path} is not a readable safetensors file: {error}") from None
+    check_finite(tensors, source=str(path))
+    return tensors
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as handle:
+        return dict(handle.metadata() or {})
+
+
+def check_finite(tensors: Mapping[str, np.ndarray], source: str) -> None:
+    for name, value in tensors.items():
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            bad = int((~np.isfinite(value)).sum())
+            raise WeightFileError(f"{source}: tensor {name!r} has {bad} NaN/Inf value(s)")
+
+
+def digest(tensors: Mapping[str, np.ndarray]) -> str:
+    """sha256 over names, dtypes, shapes and bytes, independent of dict order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        value = np.ascontiguousarray(tensors[name])
+        h.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+        h.update(value.tobytes())
+    return h.hexdigest()
+
+
+def parameter_count(shapes: Mapping[str, tuple[int, ...]]) -> int:
+    return int(sum(int(np.prod(shape)) for shape in shapes.values()))
+
+
+class WeightTransfer:
+    """Audit of one transfer of canonical tensors into a model.
+
+    The loader declares every slot of the target with :meth:`expect`, calls
+    :meth:`check`, then :meth:`take` for each slot, and finally :meth:`finish`.
+    Every target slot must be filled exactly once and every source tensor used
+    exactly once, with equal shapes; otherwise a :class:`TransferError` lists
+    each offending tensor.
+    """
+
+    def __init__(self, source: Mapping[str, np.ndarray], target: str):
+        self.source = dict(source)
+        self.target = target
+        self.expected: dict[str, tuple[int, ...]] = {}
+        self.taken: dict[str, int] = {}
+
+    def expect(self, name: str, shape: tuple[int, ...]) -> None:
+        if name in self.expected:
+            raise TransferError(f"{self.target}: two weights claim the canonical name {name!r}")
+        self.expected[name] = tuple(int(d) for d in shape)
+
+    def check(self) -> None:
+        problems = []
+        missing = sorted(set(self.expected) - set(self.source))
+        unused = sorted(set(self.source) - set(self.expected))
+        if missing:
+            problems.append(f"missing from the source: {missing}")
+        if unused:
+            problems.append(f"not used by the target: {unused}")
+        for name in sorted(set(self.expected) & set(self.source)):
+            got, want = tuple(self.source[name].shape), self.expected[name]
+            if got != want:
+                problems.append(f"shape mismatch for {name!r}: source {got} vs target {want}")
+        if problems:
+            raise TransferError(f"cannot transfer weights into {self.target}: " + "; ".join(problems))
+
+    def take(self, name: str) -> np.ndarray:
+        if name not in self.expected:
+            raise TransferError(f"{self.target}: {name!r} was taken but never declared")
+        self.taken[name] = self.taken.get(name, 0) + 1
+        if self.taken[name] > 1:
+            raise TransferError(f"{self.target}: {name!r} assigned more than once")
+        return self.source[name]
+
+    def finish(self) -> dict:
+        not_assigned = sorted(set(self.expected) - set(self.taken))
+        if not_assigned:
+            raise TransferError(f"{self.target}: weights never assigned: {not_assigned}")
+        return {
+            "target": self.target,
+            "tensors": len(self.expected),
+            "parameters": parameter_count(self.expected),
+            "source_parameters": parameter_count({k: v.shape for k, v in self.source.items()}),
+        }
