@@ -29,6 +29,7 @@ class TensorComparison:
     max_abs: float | None = None
     max_abs_index: tuple[int, ...] | None = None
     max_rel: float | None = None
+    scale_rel: float | None = None  # max_abs / max|reference|
     mean_abs: float | None = None
     cosine: float | None = None
     mismatch_fraction: float | None = None
@@ -54,7 +55,7 @@ def compare(actual, reference, tolerance: Tolerance, name: str = "") -> TensorCo
         return TensorComparison(name, False, None, tol, reason=f"shape mismatch: actual {a.shape} vs reference {r.shape}")
     a, r = a.astype(np.float64), r.astype(np.float64)
     if a.size == 0:
-        return TensorComparison(name, True, a.shape, tol, 0.0, None, 0.0, 0.0, 1.0, 0.0)
+        return TensorComparison(name, True, a.shape, tol, 0.0, None, 0.0, 0.0, 0.0, 1.0, 0.0)
 
     nonfinite_mismatch = (
         (np.isnan(a) != np.isnan(r)) | (np.isposinf(a) != np.isposinf(r)) | (np.isneginf(a) != np.isneginf(r))
@@ -85,7 +86,8 @@ def compare(actual, reference, tolerance: Tolerance, name: str = "") -> TensorCo
     return TensorComparison(
         name=name, passed=bool(passed), shape=tuple(a.shape), tolerance=tol,
         max_abs=max_abs, max_abs_index=tuple(int(i) for i in np.unravel_index(worst, a.shape)),
-        max_rel=float((diff / np.maximum(magnitude, floor)).max()), mean_abs=mean_abs,
+        max_rel=float((diff / np.maximum(magnitude, floor)).max()),
+        scale_rel=max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf")), mean_abs=mean_abs,
         cosine=_cosine(np.where(finite, a, 0.0), np.where(finite, r, 0.0)),
         mismatch_fraction=float(outside.mean()), nonfinite_mismatches=bad_nonfinite, reason=reason,
     )

@@ -7,7 +7,13 @@ import keras
 from impl_tf.layers import BatchNorm, PaddedConv2D, PaddedMaxPool2D
 from spec.models.resnet import BN_EPSILON, BN_TORCH_MOMENTUM, FC_INIT_STD, STAGE_WIDTHS, BasicBlockPlan, ResNetConfig, block_plan
 
-KAIMING_FAN_OUT = keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+
+
+def kaiming_fan_out() -> keras.initializers.Initializer:
+    # A fresh initializer per layer: Keras 3 fixes an unseeded initializer's seed when it is
+    # created (from Python's random, so set_random_seed makes it reproducible); one shared
+    # instance would give every same-shaped layer the same values.
+    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
 
 
 def _bn(name: str) -> BatchNorm:
@@ -17,7 +23,7 @@ def _bn(name: str) -> BatchNorm:
 def _conv(filters: int, kernel: int, stride: int, padding: int, name: str) -> PaddedConv2D:
     return PaddedConv2D(
         filters, kernel, strides=stride, explicit_padding=padding, use_bias=False,
-        kernel_initializer=KAIMING_FAN_OUT, name=name,
+        kernel_initializer=kaiming_fan_out(), name=name,
     )
 
 

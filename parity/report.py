@@ -1,0 +1,120 @@
+"""``reports/parity.json`` and the terminal table: one record per case, readable and parseable."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+from spec.weights import atomic_write_bytes
+
+SCHEMA = "twinframe-parity/1"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class ParityReport:
+    """Accumulates results by case and section; ``write`` merges into an existing file,
+    replacing only the cases run now (each case carries its own timestamp)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.cases: dict[str, dict] = {}
+
+    def record(self, case: str, section: str, data) -> None:
+        entry = self.cases.setdefault(case, {"generated": _now()})
+        entry[section] = data.to_dict() if hasattr(data, "to_dict") else data
+
+    def write(self) -> Path:
+        existing = {}
+        if self.path.is_file():
+            try:
+                existing = json.loads(self.path.read_text()).get("models", {})
+            except (json.JSONDecodeError, AttributeError):
+                existing = {}  # a damaged report is replaced, never half-merged
+        models = {**existing, **self.cases}
+        document = {"schema": SCHEMA, "generated": _now(), "models": models,
+                    "summary": [summarize(name, entry) for name, entry in sorted(models.items())]}
+        atomic_write_bytes(self.path, (json.dumps(document, indent=1, default=_jsonable) + "\n").encode())
+        return self.path
+
+
+def _jsonable(value):
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    raise TypeError(f"cannot write {type(value).__name__} to the report")
+
+
+def _worst(rows: list[dict], metric: str):
+    rated = [row for row in rows if row.get(metric) is not None]
+    return max(rated, key=lambda row: row[metric]) if rated else None
+
+
+def summarize(name: str, entry: dict) -> dict:
+    """One flat row per case: the numbers a reader wants first."""
+    row = {"case": name}
+    transfer = entry.get("transfer")
+    if transfer:
+        trips = transfer["round_trips"]
+        row["transfer_bit_exact"] = all(t["bit_exact_there"] and t["bit_exact_back"] for t in trips)
+    for mode in ("propagated", "isolated"):
+        result = entry.get(f"layerwise_{mode}")
+        if result:
+            worst = _worst(result["layers"], "max_abs")
+            row[f"{mode}_passed"] = result["passed"]
+            row[f"{mode}_first_divergent"] = result["first_divergent"]
+            row[f"{mode}_worst_layer"] = worst and worst["name"]
+            row[f"{mode}_max_abs"] = worst and worst["max_abs"]
+    gradients = entry.get("gradients")
+    if gradients:
+        worst = _worst(gradients["layers"], "max_rel")
+        row["gradients_passed"] = gradients["passed"]
+        row["gradients_worst"] = worst and worst["name"]
+        row["gradients_max_rel"] = worst and worst["max_rel"]
+    onnx = entry.get("onnx")
+    if onnx:
+        worst = _worst(onnx["matrix"], "max_rel")
+        row["four_way_passed"] = onnx["passed"]
+        row["four_way_max_rel"] = worst and worst["max_rel"]
+        row["four_way_worst_pair"] = worst and f"{worst['a']} vs {worst['b']}"
+    determinism = entry.get("determinism")
+    if determinism:
+        row["deterministic"] = all(all(v for k, v in side.items() if isinstance(v, bool)) for side in determinism.values())
+    durations = entry.get("durations")
+    if durations:
+        row["seconds"] = round(sum(durations.values()), 1)
+    return row
+
+
+def _cell(value, key: str = "") -> str:
+    if key == "seconds" and value is not None:
+        return f"{value:.1f}"
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        return f"{value:.2e}"
+    return str(value)
+
+
+COLUMNS = (
+    ("case", "case"), ("transfer_bit_exact", "transfer"), ("propagated_max_abs", "prop max|d|"),
+    ("propagated_first_divergent", "first divergent"), ("isolated_max_abs", "iso max|d|"),
+    ("gradients_max_rel", "grad max rel"), ("four_way_max_rel", "4-way max rel"),
+    ("four_way_passed", "4-way ok"), ("deterministic", "bitwise"), ("seconds", "s"),
+)
+
+
+def format_table(rows: list[dict]) -> str:
+    cells = [[title for _, title in COLUMNS]] + [[_cell(row.get(key), key) for key, _ in COLUMNS] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

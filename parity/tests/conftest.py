@@ -1,0 +1,76 @@
+"""Session-wide framework workers (imports paid once) and the parity report."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from parity import zoo
+from parity.checks import TwinPair
+from parity.report import ParityReport, format_table, summarize
+from parity.runners import FrameworkRunner
+
+REPORT_PATH = Path(os.environ.get("TWINFRAME_REPORTS", "reports")) / "parity.json"
+THREADS = int(os.environ.get("TWINFRAME_THREADS", "1"))
+DEVICE = os.environ.get("TWINFRAME_DEVICE", "cpu")
+
+_report = ParityReport(REPORT_PATH)
+
+
+def pytest_collection_modifyitems(items):
+    # Mark each test by the frameworks it starts, so `-m "torch and not tf"` runs one framework alone.
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & {"torch_runner", "twin_for"}:
+            item.add_marker(pytest.mark.torch)
+        if names & {"tf_runner", "twin_for"}:
+            item.add_marker(pytest.mark.tf)
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("parity")
+
+
+@pytest.fixture(scope="session")
+def torch_runner(workdir):
+    with FrameworkRunner("torch", THREADS, DEVICE, workdir=str(workdir / "torch")) as runner:
+        yield runner
+
+
+@pytest.fixture(scope="session")
+def tf_runner(workdir):
+    with FrameworkRunner("tf", THREADS, DEVICE, workdir=str(workdir / "tf")) as runner:
+        yield runner
+
+
+@pytest.fixture(scope="session")
+def parity_report():
+    yield _report
+    if _report.cases:
+        _report.write()
+
+
+@pytest.fixture(scope="session")
+def twin_for(torch_runner, tf_runner, parity_report):
+    """``twin_for(case_name)`` -> the built, weight-transferred pair (built once per session)."""
+    pairs: dict[str, TwinPair] = {}
+
+    def get(name: str) -> TwinPair:
+        if name not in pairs:
+            pairs[name] = TwinPair(zoo.get_case(name), {"torch": torch_runner, "tf": tf_runner})
+        return pairs[name]
+
+    yield get
+    for name, pair in pairs.items():
+        parity_report.record(name, "durations", pair.durations)
+        pair.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _report.cases:
+        terminalreporter.section("twinframe parity")
+        terminalreporter.write_line(format_table([summarize(n, e) for n, e in _report.cases.items()]))
+        terminalreporter.write_line(f"report: {REPORT_PATH}")

@@ -1,0 +1,92 @@
+"""The whole parity pipeline on every zoo case: one test per check, one row per case in the report."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from parity import zoo
+from spec.weights import load_canonical
+
+LOGITS_MAX_REL = 1e-5  # the acceptance bound for every pair of the four
+
+
+@pytest.fixture(scope="module", params=sorted(zoo.CASES))
+def twin(request, twin_for):
+    return twin_for(request.param)
+
+
+def test_contract_names_shapes_and_parameter_counts_agree(twin, parity_report):
+    contract = twin.contract()
+    parity_report.record(twin.case.name, "contract", contract)
+    assert contract["weights_only_in"] == {"torch": [], "tf": []}
+    assert contract["shape_mismatches"] == {}
+    assert contract["parameters"]["torch"] == contract["parameters"]["tf"]
+    assert contract["layers_only_in"] == {"torch": [], "tf": []}
+    assert twin.audit["parameters"] == twin.audit["source_parameters"]
+
+
+def test_fresh_weights_are_not_shared_between_layers(twin):
+    """A shared, pre-seeded initializer gives same-shaped layers identical weights."""
+    for framework, runner, model in (("torch", twin.ref, twin.ref_model), ("tf", twin.other, twin.other_model)):
+        fresh = twin._build(runner)
+        try:
+            tensors = load_canonical(runner.save_weights(fresh)[0])
+        finally:
+            runner.free(fresh)
+        random = {n: t for n, t in tensors.items() if t.size > 1 and np.unique(t).size > 1}
+        assert random, f"{framework}: no randomly initialised tensors"
+        for (a, ta), (b, tb) in itertools.combinations(random.items(), 2):
+            assert not (ta.shape == tb.shape and np.array_equal(ta, tb)), f"{framework}: {a} and {b} are identical"
+
+
+def test_transfer_round_trips_are_bit_exact(twin, parity_report):
+    transfer = twin.check_transfer()
+    parity_report.record(twin.case.name, "transfer", transfer)
+    for trip in transfer["round_trips"]:
+        assert trip["bit_exact_there"] and trip["bit_exact_back"], trip["route"]
+        assert all(audit["parameters"] == audit["source_parameters"] for audit in trip["audits"])
+
+
+@pytest.mark.parametrize("mode", ["propagated", "isolated"])
+def test_layerwise_outputs_agree(twin, parity_report, mode):
+    result = twin.check_layerwise(mode)
+    parity_report.record(twin.case.name, f"layerwise_{mode}", result)
+    assert len(result.rows) == len(twin.ref_model.layers)
+    bad = [row for row in result.rows if not row.passed]
+    assert result.passed, f"first divergent layer ({mode}): {result.first_divergent}: {bad[0]}"
+
+
+def test_gradients_and_train_step_state_agree(twin, parity_report):
+    result, losses = twin.check_gradients()
+    parity_report.record(twin.case.name, "gradients", result)
+    parity_report.record(twin.case.name, "losses", losses)
+    names = {row.name for row in result.rows}
+    assert {f"grad:{n}" for n in twin.ref_model.weights if not n.endswith(("running_mean", "running_var"))} <= names
+    bad = [row for row in result.rows if not row.passed]
+    assert result.passed, f"first divergent gradient/state: {result.first_divergent}: {bad[0]}"
+
+
+def test_onnx_four_way_agreement(twin, parity_report, workdir):
+    result = twin.check_onnx(str(workdir))
+    parity_report.record(twin.case.name, "onnx", result)
+    sides = {"torch", "tf", "torch-onnx", "tf-onnx"}
+    assert {frozenset((row["a"], row["b"])) for row in result["matrix"]} == {
+        frozenset(p) for p in itertools.combinations(sides, 2)}
+    assert result["exports"]["torch"]["exporter"] and result["exports"]["tf"]["exporter"]
+    assert result["exports"]["torch"]["opset"] == result["exports"]["tf"]["opset"] == twin.case.opset
+    for row in result["matrix"]:
+        assert row["passed"], f"{row['a']} vs {row['b']}: {row['reason']}"
+        assert row["max_rel"] <= LOGITS_MAX_REL, f"{row['a']} vs {row['b']}: max rel {row['max_rel']:.2e}"
+
+
+def test_determinism_same_seed_and_repeat_forward(twin, parity_report):
+    result = twin.check_determinism()
+    parity_report.record(twin.case.name, "determinism", result)
+    for framework, checks in result.items():
+        assert checks["same_seed_same_weights"], f"{framework}: same seed built different weights"
+        assert checks["repeat_forward_bitwise"], f"{framework}: two forward passes differ"
+        assert checks["threads"]["intra_op"] >= 1
+    assert result["torch"]["flags"]["tf32_matmul"] is False and result["tf"]["flags"]["tf32"] is False
