@@ -14,13 +14,12 @@ def test_untransposed_conv_kernel_is_caught_and_named(twin_for, tmp_path):
     twin = twin_for("resnet18")
     broken = tmp_path / "broken.safetensors"
     corrupt_weights(twin.weights_path, broken, "layer2.0.conv1.weight")
-    for mode in ("propagated",):
-        result = twin.check_weights_file(str(broken), mode)
-        assert not result.passed
-        assert result.first_divergent == "layer2.0.conv1"
-        # every layer before it still agrees: the error is located, not smeared
-        names = [row.name for row in result.rows]
-        assert all(row.passed for row in result.rows[: names.index("layer2.0.conv1")])
+    result = twin.check_weights_file(str(broken))
+    assert not result.passed
+    assert result.first_divergent == "layer2.0.conv1"
+    # every layer before it still agrees: the error is located, not smeared
+    names = [row.name for row in result.rows]
+    assert all(row.passed for row in result.rows[: names.index("layer2.0.conv1")])
 
 
 def test_shape_mismatch_names_tensor_and_both_shapes(twin_for, tf_runner):
@@ -50,6 +49,7 @@ def test_missing_and_extra_tensors_are_listed(twin_for, torch_runner, tmp_path):
     assert "not used by the target: ['extra.weight']" in message
 
 
+@pytest.mark.torch
 def test_crashing_torch_worker_fails_fast_and_names_the_framework(tmp_path):
     runner = FrameworkRunner("torch", workdir=str(tmp_path))
     try:

@@ -1,0 +1,36 @@
+# The two fresh-machine commands: `make demo` and `make test` (both install first).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+# The CPU build of torch; set TORCH_SPEC to another pin (or a CUDA build) where wanted.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.twinframe-installed
+
+.PHONY: setup demo test test-unit test-parity lint-imports clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) "$(TORCH_SPEC)"
+	$(PIP) -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(PY) -m parity check resnet18
+
+test: setup
+	$(PY) -m pytest
+
+test-unit: setup
+	$(PY) -m pytest tests
+
+test-parity: setup
+	$(PY) -m pytest parity
+
+lint-imports: setup
+	$(VENV)/bin/lint-imports
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache .hypothesis

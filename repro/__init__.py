@@ -1,0 +1,1 @@
+"""Training pipelines and run records (repro/run.py, repro/compare.py) — see the open issues."""

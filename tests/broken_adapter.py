@@ -1,0 +1,3 @@
+"""An adapter whose import fails, as a worker with a broken framework install does."""
+
+raise ImportError("simulated broken framework install")

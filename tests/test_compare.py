@@ -1,0 +1,88 @@
+"""The comparator: pass rule, modes, NaN/Inf handling, metrics."""
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+
+from parity.compare import LayerwiseResult, bitwise_equal, compare, compare_named
+from spec.tolerances import Tolerance, ToleranceSet
+
+F32 = Tolerance(rtol=1.3e-6, atol=1e-5)
+finite = st.floats(-1e6, 1e6, width=32)
+vectors = hnp.arrays(np.float32, st.integers(1, 30), elements=finite)
+
+
+@given(vectors, st.integers(0, 29), st.sampled_from(["elementwise", "max", "mean"]))
+def test_nan_never_passes_against_a_number(reference, position, mode):
+    actual = reference.copy()
+    actual[position % reference.size] = np.nan
+    result = compare(actual, reference, Tolerance(1e30, 1e30, mode))
+    assert not result.passed and result.nonfinite_mismatches == 1
+
+
+@given(vectors, st.sampled_from(["elementwise", "max", "mean"]))
+def test_identical_arrays_pass_with_zero_error(x, mode):
+    result = compare(x, x.copy(), Tolerance(0.0, 0.0, mode))
+    assert result.passed and result.max_abs == 0.0 and result.mismatch_fraction == 0.0
+
+
+@given(st.floats(1e-3, 1e3), st.floats(1e-8, 1e-2), st.floats(1e-8, 1e-2), st.sampled_from([-1, 1]))
+def test_pass_rule_is_atol_plus_rtol_times_reference(reference, rtol, atol, sign):
+    bound = atol + rtol * reference
+    ref = np.array([reference])
+    assert compare(ref + sign * 0.5 * bound, ref, Tolerance(rtol, atol)).passed
+    assert not compare(ref + sign * 1.5 * bound, ref, Tolerance(rtol, atol)).passed
+
+
+def test_matching_nan_and_inf_positions_pass_but_inf_sign_matters():
+    ref = np.array([1.0, np.nan, np.inf, -np.inf])
+    assert compare(ref.copy(), ref, F32).passed
+    flipped = ref.copy()
+    flipped[2] = -np.inf
+    result = compare(flipped, ref, F32)
+    assert not result.passed and "NaN/Inf" in result.reason
+
+
+def test_modes_judge_differently():
+    ref = np.ones(100)
+    actual = ref.copy()
+    actual[0] += 1e-3  # one bad element
+    assert not compare(actual, ref, Tolerance(0, 1e-4, "elementwise")).passed
+    assert not compare(actual, ref, Tolerance(0, 1e-4, "max")).passed
+    assert compare(actual, ref, Tolerance(0, 1e-4, "mean")).passed  # mean error is 1e-5
+
+
+def test_metrics_locate_the_worst_element_and_guard_the_relative_error():
+    ref = np.zeros((2, 3), np.float32)
+    ref[0, 0] = 100.0
+    actual = ref.copy()
+    actual[1, 2] = 1e-3  # next to a zero reference
+    result = compare(actual, ref, F32)
+    assert result.max_abs_index == (1, 2)
+    assert result.max_rel == pytest.approx(1e-3 / (1e-3 * 100.0))  # floor: 1e-3 of max|r|
+    assert result.scale_rel == pytest.approx(1e-5)
+    assert result.mismatch_fraction == pytest.approx(1 / 6)
+
+
+def test_cosine_and_shape_mismatch():
+    a = np.array([1.0, 0.0])
+    assert compare(a, a, F32).cosine == pytest.approx(1.0)
+    assert compare(-a, a, Tolerance(10, 10)).cosine == pytest.approx(-1.0)
+    result = compare(np.zeros((2, 3)), np.zeros((3, 2)), F32)
+    assert not result.passed and "shape mismatch" in result.reason
+
+
+def test_compare_named_reports_first_divergent_and_missing():
+    ref = {"a": np.ones(3), "b": np.ones(3), "c": np.ones(3)}
+    actual = {"a": np.ones(3), "b": np.ones(3) * 2}
+    result = compare_named(actual, ref, ["a", "b", "c"], ToleranceSet())
+    assert isinstance(result, LayerwiseResult)
+    assert result.first_divergent == "b" and not result.passed
+    assert result.rows[2].reason == "missing from actual"
+
+
+def test_bitwise_equal_distinguishes_dtype_and_negative_zero():
+    assert bitwise_equal(np.zeros(2, np.float32), np.zeros(2, np.float32))
+    assert not bitwise_equal(np.zeros(2, np.float32), np.zeros(2, np.float64))
+    assert not bitwise_equal(np.array([0.0]), np.array([-0.0]))

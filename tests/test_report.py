@@ -1,0 +1,42 @@
+import json
+
+from parity.compare import compare_named
+from parity.report import ParityReport, format_table, summarize
+from spec.tolerances import ToleranceSet
+import numpy as np
+
+
+def entry():
+    layers = compare_named({"a": np.ones(2), "b": np.ones(2) * 1.5}, {"a": np.ones(2), "b": np.ones(2)},
+                           ["a", "b"], ToleranceSet(), mode="propagated")
+    return layers
+
+
+def test_report_merges_by_case_and_summarizes(tmp_path):
+    path = tmp_path / "reports" / "parity.json"
+    first = ParityReport(path)
+    first.record("m1", "layerwise_propagated", entry())
+    first.write()
+    second = ParityReport(path)
+    second.record("m2", "durations", {"build": 1.0, "onnx": 2.5})
+    second.write()
+    document = json.loads(path.read_text())
+    assert set(document["models"]) == {"m1", "m2"}
+    rows = {row["case"]: row for row in document["summary"]}
+    assert rows["m1"]["propagated_first_divergent"] == "b" and rows["m1"]["propagated_passed"] is False
+    assert rows["m2"]["seconds"] == 3.5
+    table = format_table(document["summary"])
+    assert "first divergent" in table and "m1" in table and " b " in table
+
+
+def test_a_damaged_report_is_replaced_not_merged(tmp_path):
+    path = tmp_path / "parity.json"
+    path.write_text("{ half written")
+    report = ParityReport(path)
+    report.record("m", "durations", {"x": 1.0})
+    report.write()
+    assert list(json.loads(path.read_text())["models"]) == ["m"]
+
+
+def test_summary_of_an_empty_entry_is_just_the_name():
+    assert summarize("m", {}) == {"case": "m"}

@@ -1,0 +1,93 @@
+"""Canonical weight files and the transfer audit."""
+
+import numpy as np
+import pytest
+
+from spec.errors import TransferError, WeightFileError
+from spec.weights import WeightTransfer, digest, load_canonical, read_metadata, save_canonical
+
+
+def tensors():
+    rng = np.random.default_rng(0)
+    return {"conv1.weight": rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "fc.bias": np.zeros(5, np.float32)}
+
+
+def test_round_trip_keeps_bytes_and_metadata(tmp_path):
+    path = tmp_path / "w.safetensors"
+    written = save_canonical(path, tensors(), {"framework": "torch"})
+    loaded = load_canonical(path)
+    assert digest(loaded) == written == digest(tensors())
+    assert read_metadata(path)["framework"] == "torch"
+    assert read_metadata(path)["format"] == "twinframe-canonical/1"
+
+
+def test_digest_ignores_order_but_not_values():
+    a = tensors()
+    b = dict(reversed(list(a.items())))
+    assert digest(a) == digest(b)
+    b["fc.bias"] = b["fc.bias"] + np.float32(1e-7)
+    assert digest(a) != digest(b)
+
+
+def test_missing_and_corrupt_files_name_the_file(tmp_path):
+    with pytest.raises(WeightFileError, match="not found: .*nope.safetensors"):
+        load_canonical(tmp_path / "nope.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all")
+    with pytest.raises(WeightFileError, match="bad.safetensors is not a readable safetensors file"):
+        load_canonical(bad)
+
+
+def test_nan_weights_are_refused_by_name(tmp_path):
+    broken = tensors()
+    broken["fc.bias"][2] = np.nan
+    with pytest.raises(WeightFileError, match="'fc.bias' has 1 NaN/Inf"):
+        save_canonical(tmp_path / "w.safetensors", broken)
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_canonical(path, tensors())
+    before = path.read_bytes()
+    with pytest.raises(Exception):
+        save_canonical(path, {"x": np.array(["not", "numeric"], dtype=object)})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
+def audit(source, slots):
+    transfer = WeightTransfer(source, "test model")
+    for name, shape in slots.items():
+        transfer.expect(name, shape)
+    return transfer
+
+
+def test_audit_accepts_an_exact_match_and_counts_parameters():
+    transfer = audit(tensors(), {"conv1.weight": (4, 3, 3, 3), "fc.bias": (5,)})
+    transfer.check()
+    for name in ("conv1.weight", "fc.bias"):
+        transfer.take(name)
+    assert transfer.finish() == {"target": "test model", "tensors": 2, "parameters": 113, "source_parameters": 113}
+
+
+def test_audit_lists_every_problem_at_once():
+    transfer = audit(tensors(), {"conv1.weight": (3, 4, 3, 3), "fc.weight": (5, 2)})
+    with pytest.raises(TransferError) as caught:
+        transfer.check()
+    message = str(caught.value)
+    assert "missing from the source: ['fc.weight']" in message
+    assert "not used by the target: ['fc.bias']" in message
+    assert "'conv1.weight': source (4, 3, 3, 3) vs target (3, 4, 3, 3)" in message
+
+
+def test_audit_refuses_double_assignment_and_unassigned_slots():
+    transfer = audit(tensors(), {"conv1.weight": (4, 3, 3, 3), "fc.bias": (5,)})
+    transfer.check()
+    transfer.take("conv1.weight")
+    with pytest.raises(TransferError, match="assigned more than once"):
+        transfer.take("conv1.weight")
+    with pytest.raises(TransferError, match=r"never assigned: \['fc.bias'\]"):
+        transfer.finish()
+    with pytest.raises(TransferError, match="two weights claim"):
+        transfer.expect("fc.bias", (5,))
