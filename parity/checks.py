@@ -86,6 +86,16 @@ class TwinPair:
         finally:
             self.durations[step] = round(self.durations.get(step, 0.0) + time.perf_counter() - start, 3)
 
+    def metadata(self) -> dict:
+        """What was checked and where: the case, both environments, and time per step."""
+        case = self.case
+        return {
+            "case": {"model": case.model, "config": case.config, "input_shape": list(case.input_shape),
+                     "seed": case.seed, "loss": case.loss, "reference": case.reference, "factories": case.factories},
+            "environment": {self.ref_name: self.ref.environment, self.other_name: self.other.environment},
+            "durations": self.durations,
+        }
+
     def close(self) -> None:
         for runner, model in ((self.ref, self.ref_model), (self.other, self.other_model)):
             runner.free(model)
@@ -165,7 +175,8 @@ class TwinPair:
             targets = self.case.targets(reference_out.shape)
             ref = self.ref.gradients(self.ref_model, self.x, targets, loss=self.case.loss)
             other = self.other.gradients(self.other_model, self.x, targets, loss=self.case.loss)
-            names = sorted(key for key in ref if key.startswith(("grad:", "state:")))
+            # canonical (state_dict) order: the first divergent tensor is the earliest in the network
+            names = [key for name in self.ref_model.weights for key in (f"grad:{name}", f"state:{name}") if key in ref]
             result = compare_named(other, ref, names, self.case.tolerances, mode="gradients")
             loss = compare(other["loss"], ref["loss"], self.case.tolerances.for_layer("loss"), "loss")
             result.rows.insert(0, loss)
@@ -235,7 +246,7 @@ def run_case(pair: TwinPair, report, workdir: str) -> bool:
     determinism = pair.check_determinism()
     for section, data in (("contract", contract), ("transfer", transfer), ("layerwise_propagated", propagated),
                           ("layerwise_isolated", isolated), ("gradients", gradients), ("losses", losses),
-                          ("onnx", onnx), ("determinism", determinism), ("durations", pair.durations)):
+                          ("onnx", onnx), ("determinism", determinism), *pair.metadata().items()):
         report.record(name, section, data)
     return all((
         not any(contract["weights_only_in"].values()), not contract["shape_mismatches"],

@@ -55,17 +55,21 @@ def parity_report():
 
 @pytest.fixture(scope="session")
 def twin_for(torch_runner, tf_runner, parity_report):
-    """``twin_for(case_name)`` -> the built, weight-transferred pair (built once per session)."""
+    """``twin_for(case)`` -> the built, weight-transferred pair (built once per session)."""
     pairs: dict[str, TwinPair] = {}
 
-    def get(name: str) -> TwinPair:
-        if name not in pairs:
-            pairs[name] = TwinPair(zoo.get_case(name), {"torch": torch_runner, "tf": tf_runner})
-        return pairs[name]
+    def get(case) -> TwinPair:
+        """``case``: a zoo case name or a ParityCase."""
+        case = zoo.get_case(case) if isinstance(case, str) else case
+        if case.name not in pairs:
+            pairs[case.name] = TwinPair(case, {"torch": torch_runner, "tf": tf_runner})
+        return pairs[case.name]
 
     yield get
     for name, pair in pairs.items():
-        parity_report.record(name, "durations", pair.durations)
+        if name in parity_report.cases:  # only pairs whose checks were recorded get a report entry
+            for section, data in pair.metadata().items():
+                parity_report.record(name, section, data)
         pair.close()
 
 
