@@ -26,9 +26,10 @@ def _padded_shape(shape, pads):
     return (n, None if h is None else h + top + bottom, None if w is None else w + left + right, c)
 
 
-@keras.saving.register_keras_serializable(package="twinframe")
-class PaddedConv2D(keras.layers.Conv2D):
-    """Conv2D with explicit zero padding, as torch's ``Conv2d(padding=p)``."""
+class _ExplicitPadding:
+    """Mixin: pad the input explicitly (torch style) before the wrapped layer's 'valid' op."""
+
+    pad_value = 0.0
 
     def __init__(self, *args, explicit_padding=0, **kwargs):
         super().__init__(*args, padding="valid", **kwargs)
@@ -36,7 +37,8 @@ class PaddedConv2D(keras.layers.Conv2D):
 
     def call(self, inputs):
         (top, bottom), (left, right) = self.explicit_padding
-        return super().call(ops.pad(inputs, ((0, 0), (top, bottom), (left, right), (0, 0))))
+        pads = ((0, 0), (top, bottom), (left, right), (0, 0))
+        return super().call(ops.pad(inputs, pads, constant_values=self.pad_value))
 
     def compute_output_shape(self, input_shape):
         return super().compute_output_shape(_padded_shape(input_shape, self.explicit_padding))
@@ -48,26 +50,16 @@ class PaddedConv2D(keras.layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable(package="twinframe")
-class PaddedMaxPool2D(keras.layers.MaxPooling2D):
+class PaddedConv2D(_ExplicitPadding, keras.layers.Conv2D):
+    """Conv2D with explicit zero padding, as torch's ``Conv2d(padding=p)``."""
+
+
+@keras.saving.register_keras_serializable(package="twinframe")
+class PaddedMaxPool2D(_ExplicitPadding, keras.layers.MaxPooling2D):
     """MaxPooling2D padded with -inf, as torch's ``MaxPool2d(padding=p)`` (zero padding
     would differ wherever all inputs in a window are negative)."""
 
-    def __init__(self, *args, explicit_padding=0, **kwargs):
-        super().__init__(*args, padding="valid", **kwargs)
-        self.explicit_padding = _pads(explicit_padding)
-
-    def call(self, inputs):
-        (top, bottom), (left, right) = self.explicit_padding
-        padded = ops.pad(inputs, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=float("-inf"))
-        return super().call(padded)
-
-    def compute_output_shape(self, input_shape):
-        return super().compute_output_shape(_padded_shape(input_shape, self.explicit_padding))
-
-    def get_config(self):
-        config = super().get_config()
-        config.pop("padding", None)
-        return {**config, "explicit_padding": self.explicit_padding}
+    pad_value = float("-inf")
 
 
 @keras.saving.register_keras_serializable(package="twinframe")

@@ -63,6 +63,28 @@ def load_arrays(path: str) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
+# The operations every adapter serves, with one signature across frameworks.
+OP_NAMES = ("setup", "environment", "build", "free", "save_weights", "load_weights",
+            "forward", "forward_isolated", "gradients", "export_onnx")
+
+
+def collect_ops(namespace: Mapping) -> dict[str, Callable]:
+    """An adapter's OPS table from its module namespace; a missing op is an error at import."""
+    missing = [name for name in OP_NAMES if not callable(namespace.get(name))]
+    if missing:
+        raise TypeError(f"adapter {namespace.get('__name__')!r} lacks the ops {missing}")
+    return {name: namespace[name] for name in OP_NAMES}
+
+
+def checked_onnx(path: str) -> tuple[int, str]:
+    """Run onnx.checker (full check) on an exported file; return its default-domain opset and onnx's version."""
+    import onnx
+
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    return int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))), onnx.__version__
+
+
 class Models:
     """The models a worker holds, by handle."""
 

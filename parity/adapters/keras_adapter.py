@@ -273,7 +273,6 @@ def export_onnx(handle: str, path: str, input_shape: list[int], opset: int = 18,
     The graph takes NCHW input and returns channel-first outputs (transposes
     inside the graph), so both frameworks' ONNX files are called the same way.
     """
-    import onnx
     import tf2onnx
 
     if exporter != "tf2onnx":
@@ -289,25 +288,13 @@ def export_onnx(handle: str, path: str, input_shape: list[int], opset: int = 18,
         return [tf.transpose(o, [0, o.shape.rank - 1, *range(1, o.shape.rank - 1)]) if o.shape.rank >= 3 else o for o in outputs]
 
     tf2onnx.convert.from_function(canonical_call, input_signature=signature, opset=opset, output_path=path)
-    model = onnx.load(path)
-    onnx.checker.check_model(model, full_check=True)
+    opset_used, onnx_version = common.checked_onnx(path)
     return {
         "exporter": "tf2onnx (tf.function)",
-        "opset": int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))),
-        "versions": {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__},
+        "opset": opset_used,
+        "versions": {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__, "onnx": onnx_version},
         "input_layout": "NCHW (transposed inside the graph)",
     }
 
 
-OPS = {
-    "setup": setup,
-    "environment": environment,
-    "build": build,
-    "free": free,
-    "save_weights": save_weights,
-    "load_weights": load_weights,
-    "forward": forward,
-    "forward_isolated": forward_isolated,
-    "gradients": gradients,
-    "export_onnx": export_onnx,
-}
+OPS = common.collect_ops(globals())

@@ -221,8 +221,6 @@ def gradients(handle: str, input_path: str, output_path: str, loss: str = "cross
 # -- ONNX ----------------------------------------------------------------------
 
 def export_onnx(handle: str, path: str, input_shape: list[int], opset: int = 18, exporter: str = "dynamo") -> dict:
-    import onnx
-
     net = _models.get(handle)
     example = torch.zeros(tuple(input_shape), device=_settings["device"])
     if exporter not in ("dynamo", "legacy"):
@@ -233,25 +231,13 @@ def export_onnx(handle: str, path: str, input_shape: list[int], opset: int = 18,
         net, (example,), path, dynamo=(exporter == "dynamo"), opset_version=opset,
         input_names=["input"], **options,
     )
-    model = onnx.load(path)
-    onnx.checker.check_model(model, full_check=True)
+    opset_used, onnx_version = common.checked_onnx(path)
     return {
         "exporter": f"torch.onnx ({exporter})",
-        "opset": int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))),
-        "versions": {"torch": torch.__version__, "onnx": onnx.__version__},
+        "opset": opset_used,
+        "versions": {"torch": torch.__version__, "onnx": onnx_version},
         "input_layout": "NCHW",
     }
 
 
-OPS = {
-    "setup": setup,
-    "environment": environment,
-    "build": build,
-    "free": free,
-    "save_weights": save_weights,
-    "load_weights": load_weights,
-    "forward": forward,
-    "forward_isolated": forward_isolated,
-    "gradients": gradients,
-    "export_onnx": export_onnx,
-}
+OPS = common.collect_ops(globals())
