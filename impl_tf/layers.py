@@ -83,3 +83,32 @@ class BatchNorm(keras.layers.BatchNormalization):
             x, mean, variance, axis=self.axis, offset=self.beta, scale=self.gamma, epsilon=self.epsilon
         )
         return ops.cast(outputs, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="twinframe")
+class Mish(keras.layers.Layer):
+    """``x * tanh(softplus(x))``, as the authors' TF layer and torch's nn.Mish."""
+
+    def call(self, inputs):
+        return inputs * ops.tanh(ops.softplus(inputs))
+
+
+@keras.saving.register_keras_serializable(package="twinframe")
+class AttentionGate(keras.layers.Layer):
+    """Residual attention on ``[mask, trunk]``: ``(1 + mask) * trunk``."""
+
+    def call(self, inputs):
+        mask, trunk = inputs
+        return (1.0 + mask) * trunk
+
+
+@keras.saving.register_keras_serializable(package="twinframe")
+class FlattenChannelsFirst(keras.layers.Layer):
+    """Flatten in torch's (C, H, W) order, so a Dense after it takes canonical weights as they are."""
+
+    def call(self, inputs):
+        return ops.reshape(ops.transpose(inputs, (0, 3, 1, 2)), (ops.shape(inputs)[0], -1))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return (n, None if None in (h, w) else h * w * c)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import keras
 
 from spec import models as spec_models
-from impl_tf.models import resnet
+from impl_tf.models import medianet, resnet
 
 _BUILDERS = {
     "resnet": resnet.ResNet,
+    "medianet": medianet.MeDiANet,
 }
 
 

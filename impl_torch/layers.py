@@ -16,3 +16,42 @@ class Add(nn.Module):
         for x in inputs[1:]:
             total = total + x
         return total
+
+
+def _tf_same_pads(x: torch.Tensor, kernel, stride, dilation) -> tuple[int, int, int, int]:
+    from spec.models.medianet import tf_same_padding
+
+    top, bottom = tf_same_padding(x.shape[-2], kernel[0], stride[0], dilation[0])
+    left, right = tf_same_padding(x.shape[-1], kernel[1], stride[1], dilation[1])
+    return (left, right, top, bottom)
+
+
+class TFSameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow's 'same' padding: at stride 2 on an even input the extra
+    pixel is padded after (bottom/right), which torch's symmetric padding cannot express."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, padding=0, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.pad(x, _tf_same_pads(x, self.kernel_size, self.stride, self.dilation))
+        return super().forward(x)
+
+
+class TFSameMaxPool2d(nn.Module):
+    """MaxPool2D(k, s, 'same') as TF computes it (padded cells never win the max)."""
+
+    def __init__(self, kernel: int, stride: int):
+        super().__init__()
+        self.kernel, self.stride = (kernel, kernel), (stride, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.pad(x, _tf_same_pads(x, self.kernel, self.stride, (1, 1)), value=float("-inf"))
+        return nn.functional.max_pool2d(x, self.kernel, self.stride)
+
+
+class Gate(nn.Module):
+    """Residual attention: ``(1 + mask) * trunk``."""
+
+    def forward(self, mask: torch.Tensor, trunk: torch.Tensor) -> torch.Tensor:
+        return (1.0 + mask) * trunk

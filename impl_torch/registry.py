@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 
 from spec import models as spec_models
-from impl_torch.models import resnet
+from impl_torch.models import medianet, resnet
 
 _BUILDERS = {
     "resnet": resnet.ResNet,
+    "medianet": medianet.MeDiANet,
 }
 
 

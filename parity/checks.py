@@ -38,6 +38,7 @@ class ParityCase:
     seed: int = 0
     opset: int = 18
     reference: str = "torch"
+    allow_square_input: bool = False  # only where the architecture fixes a square input
 
     def targets(self, output_shape: tuple[int, ...]) -> np.ndarray:
         if self.loss == "cross_entropy":
@@ -59,7 +60,7 @@ class TwinPair:
         self.ref_name = case.reference
         self.other_name = next(n for n in runners if n != case.reference)
         self.ref, self.other = runners[self.ref_name], runners[self.other_name]
-        self.x = spec_inputs.parity_input(case.input_shape, seed=case.seed)
+        self.x = spec_inputs.parity_input(case.input_shape, seed=case.seed, allow_square=case.allow_square_input)
         self.durations: dict[str, float] = {}
         self._handles = itertools.count()
         with self.timed("build"):

@@ -14,6 +14,12 @@ CASES: dict[str, ParityCase] = {
     case.name: case
     for case in (
         ParityCase("resnet18", "resnet18", ZOO_FACTORIES, config={"num_classes": 10}, input_shape=(2, 3, 64, 80)),
+        # MeDiANet: the paper head fixes a 224x224 input; the small global-head case keeps H != W
+        *(ParityCase(f"medianet_{v}", f"medianet_{v}", ZOO_FACTORIES, config={"num_classes": 35},
+                     input_shape=(2, 3, 224, 224), allow_square_input=True)
+          for v in ("base69", "base117", "wide69", "wide117")),
+        ParityCase("medianet_base69_global", "medianet_base69", ZOO_FACTORIES,
+                   config={"num_classes": 7, "head": "global"}, input_shape=(2, 3, 64, 96)),
     )
 }
 

@@ -10,12 +10,19 @@ import dataclasses
 from typing import Any
 
 from spec.errors import ConfigError, UnknownModelError
+from spec.models.medianet import VARIANTS as MEDIANET_VARIANTS, MeDiANetConfig
 from spec.models.resnet import ResNetConfig
 
 # name -> (config class, defaults that distinguish the variant)
 _REGISTRY: dict[str, tuple[type, dict[str, Any]]] = {
     "resnet18": (ResNetConfig, {"blocks": (2, 2, 2, 2)}),
     "resnet34": (ResNetConfig, {"blocks": (3, 4, 6, 3)}),
+    # "medianet" alone takes any (c_in, blocks, res_blocks); the paper's variants are named
+    "medianet": (MeDiANetConfig, {}),
+    **{
+        f"medianet_{variant}": (MeDiANetConfig, {"c_in": c_in, "blocks": b, "res_blocks": r})
+        for variant, (c_in, b, r) in MEDIANET_VARIANTS.items()
+    },
 }
 
 
@@ -37,6 +44,8 @@ def resolve(name: str, **overrides: Any):
         raise ConfigError(
             f"model {name!r} has no option(s) {unknown}; its options are {sorted(fields)}"
         )
-    config = config_cls(**{**defaults, **overrides})
+    values = {**defaults, **overrides}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}  # JSON gives lists
+    config = config_cls(**values)
     config.validate()
     return config
