@@ -73,14 +73,16 @@ class BatchNorm(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or mask is not None or self.renorm:
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, "float32")
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # float16 -> float32, float64 stays
         mean, variance = ops.moments(x, axes=self._reduction_axes)
-        count = tf.cast(tf.size(x), tf.float32) / tf.cast(tf.shape(x)[self.axis], tf.float32)
+        count = tf.cast(tf.size(x), x.dtype) / tf.cast(tf.shape(x)[self.axis], x.dtype)
         unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
-        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-        self.moving_variance.assign(self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum))
+        moving_mean, moving_variance = ops.cast(self.moving_mean, x.dtype), ops.cast(self.moving_variance, x.dtype)
+        self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(moving_variance * self.momentum + unbiased * (1.0 - self.momentum))
         outputs = ops.batch_normalization(
-            x, mean, variance, axis=self.axis, offset=self.beta, scale=self.gamma, epsilon=self.epsilon
+            x, mean, variance, axis=self.axis, offset=ops.cast(self.beta, x.dtype),
+            scale=ops.cast(self.gamma, x.dtype), epsilon=self.epsilon,
         )
         return ops.cast(outputs, self.compute_dtype)
 

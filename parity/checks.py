@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -33,7 +34,9 @@ class ParityCase:
     factories: dict
     config: dict = field(default_factory=dict)
     input_shape: tuple[int, ...] = (2, 3, 64, 80)
+    # whole-network checks (propagated, gradients, outputs); isolated (one layer) may be stricter
     tolerances: ToleranceSet = field(default_factory=ToleranceSet)
+    isolated_tolerances: ToleranceSet | None = None
     loss: str = "cross_entropy"
     seed: int = 0
     opset: int = 18
@@ -56,6 +59,9 @@ class TwinPair:
     def __init__(self, case: ParityCase, runners: dict[str, FrameworkRunner]):
         if case.reference not in runners or len(runners) != 2:
             raise ValueError(f"need two runners including the reference {case.reference!r}, got {sorted(runners)}")
+        misnamed = [name for name, runner in runners.items() if runner.framework != name]
+        if misnamed:
+            raise ValueError(f"runners must be keyed by their framework; check {misnamed}")
         self.case = case
         self.ref_name = case.reference
         self.other_name = next(n for n in runners if n != case.reference)
@@ -64,20 +70,37 @@ class TwinPair:
         self.durations: dict[str, float] = {}
         self._handles = itertools.count()
         with self.timed("build"):
-            self.ref_model = self._build(self.ref)
-            self.other_model = self._build(self.other)
-            self.initial = {
-                self.ref_name: self.ref.save_weights(self.ref_model)[1],
-                self.other_name: self.other.save_weights(self.other_model)[1],
-            }
+            built = self._concurrently({name: lambda runner: (model := self._build(runner), runner.save_weights(model)[1])
+                                        for name in (self.ref_name, self.other_name)})
+            (self.ref_model, _), (self.other_model, _) = built[self.ref_name], built[self.other_name]
+            self.initial = {name: digest for name, (_, digest) in built.items()}
             self.weights_path, self.weights_digest = self.ref.save_weights(self.ref_model)
             self.audit = self.other.load_weights(self.other_model, self.weights_path)
         self._reference_run: tuple[dict, list[str]] | None = None
+        self.rebuilt_digests: dict[str, str] = {}  # initial digests of later same-seed builds
 
-    def _build(self, runner: FrameworkRunner) -> BuiltModel:
+    def _build(self, runner: FrameworkRunner, dtype: str = "float32") -> BuiltModel:
         handle = f"{self.case.name}-{runner.framework}-{next(self._handles)}"
         return runner.build(self.case.factories[runner.framework], self.case.model, self.case.config,
-                            seed=self.case.seed, handle=handle)
+                            seed=self.case.seed, handle=handle, dtype=dtype)
+
+    def runner(self, name: str) -> FrameworkRunner:
+        return self.ref if name == self.ref_name else self.other
+
+    def model(self, name: str) -> BuiltModel:
+        return self.ref_model if name == self.ref_name else self.other_model
+
+    def _concurrently(self, work: dict) -> dict:
+        """Run ``work[framework](runner)`` for each framework at once: the workers are separate
+        processes, so two frameworks use two cores while this process only waits."""
+        with ThreadPoolExecutor(len(work)) as pool:
+            futures = {name: pool.submit(job, self.runner(name)) for name, job in work.items()}
+            return {name: future.result() for name, future in futures.items()}
+
+    def _on_both(self, job) -> dict:
+        """``job(runner, model)`` on both twins at once."""
+        return self._concurrently({name: (lambda runner, n=name: job(runner, self.model(n)))
+                                   for name in (self.ref_name, self.other_name)})
 
     @contextmanager
     def timed(self, step: str):
@@ -115,27 +138,40 @@ class TwinPair:
                                self.other_name: sorted(set(b.layers) - set(a.layers))},
         }
 
-    def _round_trip(self, source: FrameworkRunner, target: FrameworkRunner) -> dict:
-        """source init -> target -> source, bit for bit, on fresh models."""
-        first, back = self._build(source), self._build(target)
-        again = self._build(source)
-        try:
-            path, digest = source.save_weights(first)
-            audit_there = target.load_weights(back, path)
-            path_there, digest_there = target.save_weights(back)
-            audit_back = source.load_weights(again, path_there)
-            digest_back = source.save_weights(again)[1]
-        finally:
-            for runner, model in ((source, first), (target, back), (source, again)):
-                runner.free(model)
-        route = f"{source.framework}->{target.framework}->{source.framework}"
-        return {"route": route, "bit_exact_there": digest_there == digest, "bit_exact_back": digest_back == digest,
-                "audits": [audit_there, audit_back]}
+    def _fresh(self, runner: FrameworkRunner) -> tuple[BuiltModel, str]:
+        """A new model from the case's seed; its initial digest doubles as the same-seed check."""
+        model = self._build(runner)
+        digest = runner.save_weights(model)[1]
+        self.rebuilt_digests[runner.framework] = digest
+        return model, digest
 
     def check_transfer(self) -> dict:
+        """Both directions, bit for bit: ref -> other -> ref and other -> ref -> other."""
         with self.timed("transfer"):
-            return {"audit": self.audit, "round_trips": [self._round_trip(self.ref, self.other),
-                                                         self._round_trip(self.other, self.ref)]}
+            ref, other = self.ref, self.other
+            fresh = self._concurrently({name: self._fresh for name in (self.ref_name, self.other_name)})
+            (fresh_ref, _), (fresh_other, other_digest) = fresh[self.ref_name], fresh[self.other_name]
+            try:
+                # ref init (already loaded into other_model) -> other -> ref
+                there_path, there = other.save_weights(self.other_model)
+                audit_back = ref.load_weights(fresh_ref, there_path)
+                back = ref.save_weights(fresh_ref)[1]
+                trips = [{"route": f"{ref.framework}->{other.framework}->{ref.framework}",
+                          "bit_exact_there": there == self.weights_digest, "bit_exact_back": back == self.weights_digest,
+                          "audits": [self.audit, audit_back]}]
+                # other's own init -> ref -> other
+                own_path = other.save_weights(fresh_other)[0]
+                audit_there = ref.load_weights(fresh_ref, own_path)
+                there_path, there = ref.save_weights(fresh_ref)
+                audit_back = other.load_weights(fresh_other, there_path)
+                back = other.save_weights(fresh_other)[1]
+                trips.append({"route": f"{other.framework}->{ref.framework}->{other.framework}",
+                              "bit_exact_there": there == other_digest, "bit_exact_back": back == other_digest,
+                              "audits": [audit_there, audit_back]})
+            finally:
+                ref.free(fresh_ref)
+                other.free(fresh_other)
+            return {"audit": self.audit, "round_trips": trips}
 
     # -- forward comparisons ----------------------------------------------------
     def reference_run(self) -> tuple[dict, list[str]]:
@@ -154,7 +190,8 @@ class TwinPair:
                 actual = self.other.forward_isolated(self.other_model, reference, order)
             else:
                 raise ValueError(f"layer-wise mode must be 'propagated' or 'isolated', got {mode!r}")
-            return compare_named(actual, reference, order, self.case.tolerances, key=_layer, mode=mode)
+            tolerances = (self.case.isolated_tolerances or self.case.tolerances) if mode == "isolated" else self.case.tolerances
+            return compare_named(actual, reference, order, tolerances, key=_layer, mode=mode)
 
     def check_weights_file(self, path: str, mode: str = "propagated") -> LayerwiseResult:
         """Load a canonical file into a fresh candidate and compare it layer-wise with the reference."""
@@ -167,6 +204,37 @@ class TwinPair:
         finally:
             self.other.free(model)
 
+    def check_float64(self) -> tuple[LayerwiseResult, LayerwiseResult]:
+        """Both twins rebuilt in float64 with the same (float32) weights: every layer's output,
+        then every gradient, compared at float64 tolerance.
+
+        float32 round-off grows with depth; in float64 it is ~1e-9 times smaller, so any
+        difference left at float64 tolerance is a semantic one, not rounding."""
+        with self.timed("float64"):
+            x = self.x.astype("float64")
+            targets = self.case.targets(self.reference_run()[0][OUTPUT].shape)
+
+            def run(runner: FrameworkRunner, _model) -> tuple[dict, list[str], dict]:
+                model = self._build(runner, dtype="float64")
+                try:
+                    runner.load_weights(model, self.weights_path)
+                    arrays, order = runner.forward(model, x, capture=True)
+                    return arrays, order, runner.gradients(model, x, targets, loss=self.case.loss)
+                finally:
+                    runner.free(model)
+
+            runs = self._on_both(run)
+            (reference, order, ref_grads), (actual, _, grads) = runs[self.ref_name], runs[self.other_name]
+            strict = ToleranceSet.for_dtype("float64")
+            forward = compare_named(actual, reference, order + [OUTPUT], strict,
+                                    key=lambda n: n if n == OUTPUT else _layer(n), mode="propagated_float64")
+            backward = compare_named(grads, ref_grads, self._gradient_names(ref_grads), strict, mode="gradients_float64")
+            return forward, backward
+
+    def _gradient_names(self, arrays: dict) -> list[str]:
+        """Canonical (state_dict) order: the first divergent tensor is the earliest in the network."""
+        return [key for name in self.ref_model.weights for key in (f"grad:{name}", f"state:{name}") if key in arrays]
+
     # -- gradients ----------------------------------------------------------------
     def check_gradients(self) -> tuple[LayerwiseResult, dict]:
         """One train-mode step (dropout off) in both; every parameter gradient and the
@@ -174,11 +242,9 @@ class TwinPair:
         with self.timed("gradients"):
             reference_out = self.reference_run()[0][OUTPUT]
             targets = self.case.targets(reference_out.shape)
-            ref = self.ref.gradients(self.ref_model, self.x, targets, loss=self.case.loss)
-            other = self.other.gradients(self.other_model, self.x, targets, loss=self.case.loss)
-            # canonical (state_dict) order: the first divergent tensor is the earliest in the network
-            names = [key for name in self.ref_model.weights for key in (f"grad:{name}", f"state:{name}") if key in ref]
-            result = compare_named(other, ref, names, self.case.tolerances, mode="gradients")
+            runs = self._on_both(lambda runner, model: runner.gradients(model, self.x, targets, loss=self.case.loss))
+            ref, other = runs[self.ref_name], runs[self.other_name]
+            result = compare_named(other, ref, self._gradient_names(ref), self.case.tolerances, mode="gradients")
             loss = compare(other["loss"], ref["loss"], self.case.tolerances.for_layer("loss"), "loss")
             result.rows.insert(0, loss)
             return result, {self.ref_name: float(ref["loss"]), self.other_name: float(other["loss"])}
@@ -187,15 +253,18 @@ class TwinPair:
     def check_onnx(self, workdir: str) -> dict:
         """Export both, run both in onnxruntime, and compare the four outputs pairwise."""
         with self.timed("onnx"):
-            outputs, exports = {}, {}
-            for name, runner, model in ((self.ref_name, self.ref, self.ref_model),
-                                        (self.other_name, self.other, self.other_model)):
-                path, info = runner.export_onnx(model, self.case.input_shape, path=f"{workdir}/{self.case.name}-{name}.onnx",
-                                                opset=self.case.opset)
+            def export_and_run(runner: FrameworkRunner, model: BuiltModel) -> tuple[dict, dict, dict]:
+                start = time.perf_counter()
+                path, info = runner.export_onnx(model, self.case.input_shape, opset=self.case.opset,
+                                                path=f"{workdir}/{self.case.name}-{runner.framework}.onnx")
+                seconds = round(time.perf_counter() - start, 2)
                 session = OnnxRuntimeRunner(path)
-                exports[name] = {**info, "path": path, "onnxruntime": session.settings}
-                outputs[name] = runner.forward(model, self.x)[0]
-                outputs[f"{name}-onnx"] = session.infer(self.x)
+                export = {**info, "path": path, "export_seconds": seconds, "onnxruntime": session.settings}
+                return export, runner.forward(model, self.x)[0], session.infer(self.x)
+
+            outputs, exports = {}, {}
+            for name, (export, native, onnx_out) in self._on_both(export_and_run).items():
+                exports[name], outputs[name], outputs[f"{name}-onnx"] = export, native, onnx_out
             matrix = []
             for a, b in itertools.combinations(outputs, 2):
                 keys = sorted(outputs[b])
@@ -208,22 +277,18 @@ class TwinPair:
     def check_determinism(self) -> dict:
         """Same seed -> bitwise-identical initial weights; two forward passes -> identical outputs."""
         with self.timed("determinism"):
-            result = {}
-            for name, runner, model in ((self.ref_name, self.ref, self.ref_model),
-                                        (self.other_name, self.other, self.other_model)):
-                again = self._build(runner)
-                try:
-                    same_init = runner.save_weights(again)[1] == self.initial[name]
-                finally:
-                    runner.free(again)
+            def check(runner: FrameworkRunner, model: BuiltModel) -> dict:
+                if runner.framework not in self.rebuilt_digests:
+                    runner.free(self._fresh(runner)[0])
                 first, second = runner.forward(model, self.x)[0], runner.forward(model, self.x)[0]
-                result[name] = {
-                    "same_seed_same_weights": same_init,
+                return {
+                    "same_seed_same_weights": self.rebuilt_digests[runner.framework] == self.initial[runner.framework],
                     "repeat_forward_bitwise": all(bitwise_equal(first[k], second[k]) for k in first),
                     "threads": runner.environment["threads"],
                     "flags": runner.environment["flags"],
                 }
-            return result
+
+            return self._on_both(check)
 
 
 def corrupt_weights(source: str, target: str, name: str) -> None:
@@ -242,16 +307,18 @@ def run_case(pair: TwinPair, report, workdir: str) -> bool:
     contract = pair.contract()
     transfer = pair.check_transfer()
     propagated, isolated = pair.check_layerwise("propagated"), pair.check_layerwise("isolated")
+    float64, float64_gradients = pair.check_float64()
     gradients, losses = pair.check_gradients()
     onnx = pair.check_onnx(workdir)
     determinism = pair.check_determinism()
     for section, data in (("contract", contract), ("transfer", transfer), ("layerwise_propagated", propagated),
-                          ("layerwise_isolated", isolated), ("gradients", gradients), ("losses", losses),
+                          ("layerwise_isolated", isolated), ("layerwise_float64", float64),
+                          ("gradients_float64", float64_gradients), ("gradients", gradients), ("losses", losses),
                           ("onnx", onnx), ("determinism", determinism), *pair.metadata().items()):
         report.record(name, section, data)
     return all((
         not any(contract["weights_only_in"].values()), not contract["shape_mismatches"],
         all(t["bit_exact_there"] and t["bit_exact_back"] for t in transfer["round_trips"]),
-        propagated.passed, isolated.passed, gradients.passed, onnx["passed"],
+        propagated.passed, isolated.passed, float64.passed, float64_gradients.passed, gradients.passed, onnx["passed"],
         all(v for side in determinism.values() for v in side.values() if isinstance(v, bool)),
     ))

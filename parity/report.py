@@ -63,7 +63,7 @@ def summarize(name: str, entry: dict) -> dict:
     if transfer:
         trips = transfer["round_trips"]
         row["transfer_bit_exact"] = all(t["bit_exact_there"] and t["bit_exact_back"] for t in trips)
-    for mode in ("propagated", "isolated"):
+    for mode in ("propagated", "isolated", "float64"):
         result = entry.get(f"layerwise_{mode}")
         if result:
             worst = _worst(result["layers"], "max_abs")
@@ -77,11 +77,14 @@ def summarize(name: str, entry: dict) -> dict:
         row["gradients_passed"] = gradients["passed"]
         row["gradients_worst"] = worst and worst["name"]
         row["gradients_max_rel"] = worst and worst["max_rel"]
+        scaled = _worst(gradients["layers"], "scale_rel")  # bias-before-BN gradients are ~0: element-wise is noise
+        row["gradients_max_scale_rel"] = scaled and scaled["scale_rel"]
     onnx = entry.get("onnx")
     if onnx:
-        worst = _worst(onnx["matrix"], "max_rel")
+        worst = _worst(onnx["matrix"], "scale_rel")
         row["four_way_passed"] = onnx["passed"]
-        row["four_way_max_rel"] = worst and worst["max_rel"]
+        row["four_way_max_rel"] = worst and worst["scale_rel"]  # norm-wise: max|a-r| / max|r|
+        row["four_way_max_elementwise_rel"] = max(r["max_rel"] for r in onnx["matrix"] if r.get("max_rel") is not None)
         row["four_way_worst_pair"] = worst and f"{worst['a']} vs {worst['b']}"
     determinism = entry.get("determinism")
     if determinism:
@@ -107,7 +110,7 @@ def _cell(value, key: str = "") -> str:
 COLUMNS = (
     ("case", "case"), ("transfer_bit_exact", "transfer"), ("propagated_max_abs", "prop max|d|"),
     ("propagated_first_divergent", "first divergent"), ("isolated_max_abs", "iso max|d|"),
-    ("gradients_max_rel", "grad max rel"), ("four_way_max_rel", "4-way max rel"),
+    ("float64_max_abs", "f64 max|d|"), ("gradients_max_scale_rel", "grad rel"), ("four_way_max_rel", "4-way rel"),
     ("four_way_passed", "4-way ok"), ("deterministic", "bitwise"), ("seconds", "s"),
 )
 

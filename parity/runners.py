@@ -62,9 +62,11 @@ class FrameworkRunner:
         return str(self.workdir / f"{stem}-{next(self._names)}{suffix}")
 
     # -- models ---------------------------------------------------------------
-    def build(self, factory: str, model: str, config: dict | None = None, seed: int = 0, handle: str | None = None) -> BuiltModel:
+    def build(self, factory: str, model: str, config: dict | None = None, seed: int = 0, handle: str | None = None,
+              dtype: str = "float32") -> BuiltModel:
         handle = handle or f"{model}-{next(self._names)}"
-        info = self.worker.call("build", handle=handle, factory=factory, model=model, config=config or {}, seed=seed)
+        info = self.worker.call("build", handle=handle, factory=factory, model=model, config=config or {}, seed=seed,
+                                dtype=dtype)
         weights = {name: tuple(shape) for name, shape in info["weights"].items()}
         return BuiltModel(self, handle, weights, info["parameters"], info["layers"])
 

@@ -80,9 +80,18 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(seed)  # Python, NumPy and TF seeds, and Keras' own generator
 
 
-def build(handle: str, factory: str, model: str, config: dict, seed: int) -> dict:
+def build(handle: str, factory: str, model: str, config: dict, seed: int, dtype: str = "float32") -> dict:
     seed_everything(seed)
-    net = common.load_factory(factory)(model, **config)
+    # Every layer built now computes and stores in dtype.  Keras caches its global dtype
+    # policy at first use, so setting floatx alone would not reach a second build.
+    previous = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
+    try:
+        net = common.load_factory(factory)(model, **config)
+    finally:
+        keras.config.set_floatx(previous[0])
+        keras.config.set_dtype_policy(previous[1])
     if not isinstance(net, keras.Model) or not hasattr(net, "inputs") or net.inputs is None:
         raise TypeError(f"factory {factory!r} must return a functional keras.Model, got {type(net).__name__}")
     _models.put(handle, net)
@@ -167,6 +176,11 @@ def _as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _input(net, array: np.ndarray) -> np.ndarray:
+    """Canonical NCHW array -> NHWC in the model's input dtype."""
+    return layout.channels_last(array).astype(net.inputs[0].dtype)
+
+
 def _outputs(result) -> dict[str, np.ndarray]:
     return {common.output_key(i): layout.channels_first(np.asarray(r)) for i, r in enumerate(_as_list(result))}
 
@@ -196,7 +210,7 @@ def _probe(net):
 
 def forward(handle: str, input_path: str, output_path: str, capture: bool = False) -> dict:
     net = _models.get(handle)
-    x = layout.channels_last(common.load_arrays(input_path)["x"])
+    x = _input(net, common.load_arrays(input_path)["x"])
     if capture:
         result = _probe(net)(x, training=False)
         arrays = {key: layout.channels_first(np.asarray(value)) for key, value in result.items()}
@@ -213,7 +227,7 @@ def forward_isolated(handle: str, reference_path: str, output_path: str, layers:
     reference = common.load_arrays(reference_path)
     arrays = {}
     for name in layers:
-        inputs = [layout.channels_last(x) for x in common.layer_inputs(reference, name)]
+        inputs = [_input(net, x) for x in common.layer_inputs(reference, name)]
         result = net.get_layer(name)(inputs if len(inputs) > 1 else inputs[0], training=False)
         arrays[common.layer_key(name)] = layout.channels_first(np.asarray(result))
     common.save_arrays(output_path, arrays)
@@ -239,8 +253,8 @@ def gradients(handle: str, input_path: str, output_path: str, loss: str = "cross
     """
     net = _models.get(handle)
     data = common.load_arrays(input_path)
-    x = layout.channels_last(data["x"])
-    targets = data["targets"] if loss == "cross_entropy" else layout.channels_last(data["targets"])
+    x = _input(net, data["x"])
+    targets = data["targets"] if loss == "cross_entropy" else _input(net, data["targets"])
     snapshot = [np.array(v.numpy()) for v in net.weights]
     dropouts = [layer for layer in net.layers if isinstance(layer, keras.layers.Dropout)]
     rates = [layer.rate for layer in dropouts]

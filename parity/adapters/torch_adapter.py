@@ -61,10 +61,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # seeds CUDA too
 
 
-def build(handle: str, factory: str, model: str, config: dict, seed: int) -> dict:
+def build(handle: str, factory: str, model: str, config: dict, seed: int, dtype: str = "float32") -> dict:
     seed_everything(seed)
     net = common.load_factory(factory)(model, **config)
-    net = net.to(_settings["device"]).eval()
+    net = net.to(device=_settings["device"], dtype=getattr(torch, dtype)).eval()
     _models.put(handle, net)
     weights = canonical_weights(net)
     return {
@@ -121,8 +121,12 @@ def _outputs(result) -> dict[str, np.ndarray]:
     return {common.output_key(i): _to_numpy(r) for i, r in enumerate(results)}
 
 
-def _tensor(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array)).to(_settings["device"])
+def _tensor(array: np.ndarray, like: torch.nn.Module | None = None) -> torch.Tensor:
+    """Array -> tensor on the device; floating arrays take the model's dtype."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(_settings["device"])
+    if like is not None and tensor.is_floating_point():
+        tensor = tensor.to(next(like.parameters()).dtype)
+    return tensor
 
 
 class _Recorder:
@@ -155,7 +159,7 @@ class _Recorder:
 
 def forward(handle: str, input_path: str, output_path: str, capture: bool = False) -> dict:
     net = _models.get(handle)
-    x = _tensor(common.load_arrays(input_path)["x"])
+    x = _tensor(common.load_arrays(input_path)["x"], like=net)
     recorder = _Recorder(net, with_inputs=True) if capture else None
     try:
         with torch.no_grad():
@@ -177,7 +181,7 @@ def forward_isolated(handle: str, reference_path: str, output_path: str, layers:
     arrays = {}
     with torch.no_grad():
         for name in layers:
-            inputs = [_tensor(x) for x in common.layer_inputs(reference, name)]
+            inputs = [_tensor(x, like=net) for x in common.layer_inputs(reference, name)]
             arrays[common.layer_key(name)] = _to_numpy(modules[name](*inputs))
     common.save_arrays(output_path, arrays)
     return {"layers": layers}
@@ -205,8 +209,8 @@ def gradients(handle: str, input_path: str, output_path: str, loss: str = "cross
         if isinstance(module, torch.nn.modules.dropout._DropoutNd):
             module.eval()
     data = common.load_arrays(input_path)
-    outputs = net(_tensor(data["x"]))
-    value = _loss(outputs, _tensor(data["targets"]), loss)
+    outputs = net(_tensor(data["x"], like=net))
+    value = _loss(outputs, _tensor(data["targets"], like=net), loss)
     regulariser = getattr(net, "regularization_loss", None)
     if regulariser is not None:
         value = value + regulariser()
