@@ -1,6 +1,7 @@
 """``python -m parity``: run the parity pipeline on zoo cases from the command line.
 
     python -m parity list
+    python -m parity report [reports/parity.json]
     python -m parity check resnet18 [--report reports/parity.json] [--threads 1] [--device cpu]
 """
 
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m parity", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="list the parity cases")
+    show = commands.add_parser("report", help="print the table of an existing report")
+    show.add_argument("path", nargs="?", default="reports/parity.json")
     check = commands.add_parser("check", help="run every parity check on the named cases")
     check.add_argument("cases", nargs="+", help=f"case names ({', '.join(sorted(zoo.CASES))})")
     check.add_argument("--report", default="reports/parity.json", help="JSON report to write (merged by case)")
@@ -31,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, case in sorted(zoo.CASES.items()):
             print(f"{name:16s} model={case.model} config={case.config} input={case.input_shape}")
         return 0
+    if args.command == "report":
+        return show_report(parser, args.path)
     try:
         cases = [zoo.get_case(name) for name in args.cases]
     except KeyError as error:
@@ -50,6 +55,20 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table([summarize(name, entry) for name, entry in report.cases.items()]))
     print(f"\nreport: {path}\nverdict: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
+
+
+def show_report(parser, path: str) -> int:
+    import json
+
+    try:
+        document = json.loads(open(path).read())
+        rows = document["summary"]
+    except FileNotFoundError:
+        parser.error(f"no report at {path}; run `pytest parity/` or `python -m parity check CASE` first")
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        parser.error(f"{path} is not a twinframe parity report: {error}")
+    print(format_table(rows))
+    return 0
 
 
 if __name__ == "__main__":

@@ -70,8 +70,7 @@ class TwinPair:
         self.durations: dict[str, float] = {}
         self._handles = itertools.count()
         with self.timed("build"):
-            built = self._concurrently({name: lambda runner: (model := self._build(runner), runner.save_weights(model)[1])
-                                        for name in (self.ref_name, self.other_name)})
+            built = self._concurrently({name: self._build_with_digest for name in (self.ref_name, self.other_name)})
             (self.ref_model, _), (self.other_model, _) = built[self.ref_name], built[self.other_name]
             self.initial = {name: digest for name, (_, digest) in built.items()}
             self.weights_path, self.weights_digest = self.ref.save_weights(self.ref_model)
@@ -138,10 +137,13 @@ class TwinPair:
                                self.other_name: sorted(set(b.layers) - set(a.layers))},
         }
 
+    def _build_with_digest(self, runner: FrameworkRunner) -> tuple[BuiltModel, str]:
+        model = self._build(runner)
+        return model, runner.save_weights(model)[1]
+
     def _fresh(self, runner: FrameworkRunner) -> tuple[BuiltModel, str]:
         """A new model from the case's seed; its initial digest doubles as the same-seed check."""
-        model = self._build(runner)
-        digest = runner.save_weights(model)[1]
+        model, digest = self._build_with_digest(runner)
         self.rebuilt_digests[runner.framework] = digest
         return model, digest
 

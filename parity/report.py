@@ -77,8 +77,8 @@ def summarize(name: str, entry: dict) -> dict:
         row["gradients_passed"] = gradients["passed"]
         row["gradients_worst"] = worst and worst["name"]
         row["gradients_max_rel"] = worst and worst["max_rel"]
-        scaled = _worst(gradients["layers"], "scale_rel")  # bias-before-BN gradients are ~0: element-wise is noise
-        row["gradients_max_scale_rel"] = scaled and scaled["scale_rel"]
+        largest = _worst(gradients["layers"], "max_abs")
+        row["gradients_max_abs"] = largest and largest["max_abs"]
     onnx = entry.get("onnx")
     if onnx:
         worst = _worst(onnx["matrix"], "scale_rel")
@@ -110,7 +110,8 @@ def _cell(value, key: str = "") -> str:
 COLUMNS = (
     ("case", "case"), ("transfer_bit_exact", "transfer"), ("propagated_max_abs", "prop max|d|"),
     ("propagated_first_divergent", "first divergent"), ("isolated_max_abs", "iso max|d|"),
-    ("float64_max_abs", "f64 max|d|"), ("gradients_max_scale_rel", "grad rel"), ("four_way_max_rel", "4-way rel"),
+    ("float64_max_abs", "f64 max|d|"), ("gradients_max_abs", "grad max|d|"),
+    ("gradients_passed", "grad ok"), ("four_way_max_rel", "4-way rel"),
     ("four_way_passed", "4-way ok"), ("deterministic", "bitwise"), ("seconds", "s"),
 )
 

@@ -42,7 +42,7 @@ def _summary(framework: str, *args: str) -> list[dict]:
 
 
 def test_summary_commands_agree_between_frameworks():
-    args = ("medianet_base69", "resnet18", "--config", json.dumps(SMALL))
+    args = ("medianet_base69", "--config", json.dumps(SMALL))
     torch_summary, tf_summary = _summary("torch", *args), _summary("tf", *args)
     assert [s["trainable"] for s in torch_summary] == [s["trainable"] for s in tf_summary]
     assert [s["non_trainable"] for s in torch_summary] == [s["non_trainable"] for s in tf_summary]
