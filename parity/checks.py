@@ -72,7 +72,8 @@ class TwinPair:
         with self.timed("build"):
             built = self._concurrently({name: self._build_with_digest for name in (self.ref_name, self.other_name)})
             (self.ref_model, _), (self.other_model, _) = built[self.ref_name], built[self.other_name]
-            self.initial = {name: digest for name, (_, digest) in built.items()}
+            self.initial = {name: digest for name, (_, (_, digest)) in built.items()}
+            self.initial_paths = {name: path for name, (_, (path, _)) in built.items()}  # each twin's own init
             self.weights_path, self.weights_digest = self.ref.save_weights(self.ref_model)
             self.audit = self.other.load_weights(self.other_model, self.weights_path)
         self._reference_run: tuple[dict, list[str]] | None = None
@@ -137,13 +138,13 @@ class TwinPair:
                                self.other_name: sorted(set(b.layers) - set(a.layers))},
         }
 
-    def _build_with_digest(self, runner: FrameworkRunner) -> tuple[BuiltModel, str]:
+    def _build_with_digest(self, runner: FrameworkRunner) -> tuple[BuiltModel, tuple[str, str]]:
         model = self._build(runner)
-        return model, runner.save_weights(model)[1]
+        return model, runner.save_weights(model)
 
     def _fresh(self, runner: FrameworkRunner) -> tuple[BuiltModel, str]:
         """A new model from the case's seed; its initial digest doubles as the same-seed check."""
-        model, digest = self._build_with_digest(runner)
+        model, (_, digest) = self._build_with_digest(runner)
         self.rebuilt_digests[runner.framework] = digest
         return model, digest
 
