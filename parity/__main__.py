@@ -59,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def show_report(parser, path: str) -> int:
     import json
+    from pathlib import Path
 
     try:
-        document = json.loads(open(path).read())
+        document = json.loads(Path(path).read_text())
         rows = document["summary"]
     except FileNotFoundError:
         parser.error(f"no report at {path}; run `pytest parity/` or `python -m parity check CASE` first")

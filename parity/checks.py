@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from parity.adapters.common import layer_key, output_key
 from parity.compare import LayerwiseResult, bitwise_equal, compare, compare_named
 from parity.runners import BuiltModel, FrameworkRunner, OnnxRuntimeRunner
 from spec import inputs as spec_inputs
 from spec.tolerances import ToleranceSet
 from spec.weights import load_canonical, save_canonical
 
-OUTPUT = "output:0"
+OUTPUT = output_key(0)
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,6 @@ class ParityCase:
         if self.loss == "cross_entropy":
             return spec_inputs.class_targets(output_shape[0], output_shape[1], seed=self.seed + 1)
         return np.random.default_rng(self.seed + 1).standard_normal(output_shape).astype(np.float32)
-
-
-def _layer(name: str) -> str:
-    return f"layer:{name}"
 
 
 class TwinPair:
@@ -194,16 +191,16 @@ class TwinPair:
             else:
                 raise ValueError(f"layer-wise mode must be 'propagated' or 'isolated', got {mode!r}")
             tolerances = (self.case.isolated_tolerances or self.case.tolerances) if mode == "isolated" else self.case.tolerances
-            return compare_named(actual, reference, order, tolerances, key=_layer, mode=mode)
+            return compare_named(actual, reference, order, tolerances, key=layer_key, mode=mode)
 
-    def check_weights_file(self, path: str, mode: str = "propagated") -> LayerwiseResult:
+    def check_weights_file(self, path: str) -> LayerwiseResult:
         """Load a canonical file into a fresh candidate and compare it layer-wise with the reference."""
         model = self._build(self.other)
         try:
             self.other.load_weights(model, path)
             reference, order = self.reference_run()
             actual, _ = self.other.forward(model, self.x, capture=True)
-            return compare_named(actual, reference, order, self.case.tolerances, key=_layer, mode=mode)
+            return compare_named(actual, reference, order, self.case.tolerances, key=layer_key, mode="propagated")
         finally:
             self.other.free(model)
 
@@ -230,7 +227,7 @@ class TwinPair:
             (reference, order, ref_grads), (actual, _, grads) = runs[self.ref_name], runs[self.other_name]
             strict = ToleranceSet.for_dtype("float64")
             forward = compare_named(actual, reference, order + [OUTPUT], strict,
-                                    key=lambda n: n if n == OUTPUT else _layer(n), mode="propagated_float64")
+                                    key=lambda n: n if n == OUTPUT else layer_key(n), mode="propagated_float64")
             backward = compare_named(grads, ref_grads, self._gradient_names(ref_grads), strict, mode="gradients_float64")
             return forward, backward
 

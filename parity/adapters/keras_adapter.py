@@ -9,6 +9,7 @@ Activations cross in the canonical channel-first layout.
 
 from __future__ import annotations
 
+import os
 import platform
 import random
 
@@ -50,8 +51,6 @@ def setup(threads: int = 1, device: str = "cpu", deterministic: bool = True) -> 
 
 
 def environment() -> dict:
-    import os
-
     gpus = tf.config.get_visible_devices("GPU")
     return {
         "framework": "tensorflow",
