@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.twinframe-installed
 
-.PHONY: setup demo test test-unit test-parity lint-imports clean
+.PHONY: setup demo test test-slow test-unit test-parity lint-imports clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# the cases marked slow (VGG-13/16/19 full pipelines): about 10 minutes on 2 cores
+test-slow: setup
+	$(PY) -m pytest parity -m slow
 
 test-unit: setup
 	$(PY) -m pytest tests

@@ -114,3 +114,122 @@ class FlattenChannelsFirst(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
         return (n, None if None in (h, w) else h * w * c)
+
+
+@keras.saving.register_keras_serializable(package="twinframe")
+class ClippedReLU(keras.layers.Layer):
+    """``min(max(0, x), 1)``; ``ops.clip`` passes the gradient where 0 <= x <= 1, both ends
+    included, as torch's ``clamp``.  ``ReLU(max_value=1)`` would not: it drops the gradient at 0."""
+
+    def call(self, inputs):
+        return ops.clip(inputs, 0.0, 1.0)
+
+
+@keras.saving.register_keras_serializable(package="twinframe")
+class DyT2D(keras.layers.Layer):
+    """Dynamic tanh, torch's DyT2d on NHWC maps: ``tanh(alpha*x) * gamma + beta`` per channel."""
+
+    canonical_weights = (("alpha", "alpha", "identity"), ("beta", "beta", "identity"), ("gamma", "gamma", "identity"))
+
+    def build(self, input_shape):
+        channels = (input_shape[-1],)
+        self.alpha = self.add_weight(shape=channels, initializer="ones", name="alpha")
+        self.beta = self.add_weight(shape=channels, initializer="zeros", name="beta")
+        self.gamma = self.add_weight(shape=channels, initializer="ones", name="gamma")
+
+    def call(self, inputs):
+        return ops.tanh(inputs * self.alpha) * self.gamma + self.beta
+
+
+@keras.saving.register_keras_serializable(package="twinframe")
+class PixelShuffle(keras.layers.Layer):
+    """torch's PixelShuffle(r) on NHWC: input channel ``c*r*r + i*r + j`` goes to output channel
+    ``c`` at offset (i, j).  TF's depth_to_space orders channels (i, j, c): the two agree only
+    for one output channel."""
+
+    def __init__(self, factor: int, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, inputs):
+        r = self.factor
+        n, h, w = tf.shape(inputs)[0], tf.shape(inputs)[1], tf.shape(inputs)[2]
+        c = inputs.shape[-1] // (r * r)
+        x = tf.reshape(inputs, [n, h, w, c, r, r])
+        x = tf.transpose(x, [0, 1, 4, 2, 5, 3])  # (n, h, i, w, j, c)
+        return tf.reshape(x, [n, h * r, w * r, c])
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        r = self.factor
+        return (n, None if h is None else h * r, None if w is None else w * r, c // (r * r))
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def _adaptive_pool_matrix(in_size, out_size: int, dtype):
+    """(out, in) averaging matrix with torch's bins [floor(i*In/Out), ceil((i+1)*In/Out))."""
+    i = ops.arange(out_size, dtype="int32")
+    start = (i * in_size) // out_size
+    end = ((i + 1) * in_size + out_size - 1) // out_size
+    position = ops.arange(in_size, dtype="int32")
+    inside = ops.logical_and(position[None, :] >= start[:, None], position[None, :] < end[:, None])
+    return ops.cast(inside, dtype) / ops.cast(end - start, dtype)[:, None]
+
+
+@keras.saving.register_keras_serializable(package="twinframe")
+class AdaptiveAvgPool2D(keras.layers.Layer):
+    """torch's AdaptiveAvgPool2d on NHWC at any input size (Keras has no such layer):
+    each output cell averages its torch bin, applied as two averaging matrices."""
+
+    def __init__(self, output_size: tuple[int, int], **kwargs):
+        super().__init__(**kwargs)
+        self.output_size = tuple(output_size)
+
+    def call(self, inputs):
+        rows = _adaptive_pool_matrix(tf.shape(inputs)[1], self.output_size[0], inputs.dtype)
+        cols = _adaptive_pool_matrix(tf.shape(inputs)[2], self.output_size[1], inputs.dtype)
+        x = ops.einsum("ih,nhwc->niwc", rows, inputs)
+        return ops.einsum("jw,niwc->nijc", cols, x)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.output_size, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "output_size": self.output_size}
+
+
+@keras.saving.register_keras_serializable(package="twinframe")
+class RepeatChannels(keras.layers.Layer):
+    """A one-channel image repeated to ``channels`` channels."""
+
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+
+    def call(self, inputs):
+        return ops.repeat(inputs, self.channels, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] * self.channels)
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+@keras.saving.register_keras_serializable(package="twinframe")
+class Normalize(keras.layers.Layer):
+    """``(x - mean) / std`` per channel, with fixed constants (not weights)."""
+
+    def __init__(self, mean, std, **kwargs):
+        super().__init__(**kwargs)
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def call(self, inputs):
+        mean = ops.convert_to_tensor(self.mean, dtype=inputs.dtype)
+        std = ops.convert_to_tensor(self.std, dtype=inputs.dtype)
+        return (inputs - mean) / std
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "std": self.std}

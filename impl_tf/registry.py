@@ -5,10 +5,16 @@ from __future__ import annotations
 import keras
 
 from spec import models as spec_models
-from impl_tf.models import medianet, resnet
+from impl_tf.models import aecnn, alexnet, densenet, medianet, resnet, unet, vgg
 
 _BUILDERS = {
+    "alexnet": alexnet.AlexNet,
+    "vgg": vgg.VGG,
     "resnet": resnet.ResNet,
+    "densenet": densenet.DenseNet,
+    "aecnn": aecnn.AECNN,
+    "unet": unet.UNet,
+    "resunet": unet.ResUNet,
     "medianet": medianet.MeDiANet,
 }
 

@@ -55,3 +55,59 @@ class Gate(nn.Module):
 
     def forward(self, mask: torch.Tensor, trunk: torch.Tensor) -> torch.Tensor:
         return (1.0 + mask) * trunk
+
+
+class Concat(nn.Module):
+    """Channel concatenation (``torch.cat(inputs, dim=1)``) as a named module."""
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(inputs, dim=1)
+
+
+class ClippedReLU(nn.Module):
+    """``min(max(0, x), 1)``.  ``clamp`` passes the gradient where 0 <= x <= 1, both ends
+    included, as the spec requires (``hardtanh(x, 0, 1)`` would exclude both ends)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x, 0.0, 1.0)
+
+
+class DyT2d(nn.Module):
+    """Dynamic tanh for NCHW maps (seed 003, section 5.2): ``tanh(alpha*x) * gamma + beta``
+    with per-channel alpha (init 1), gamma (init 1) and beta (init 0)."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(num_features))
+        self.beta = nn.Parameter(torch.zeros(num_features))
+        self.gamma = nn.Parameter(torch.ones(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1, 1, 1)
+        return torch.tanh(x * self.alpha.view(shape)) * self.gamma.view(shape) + self.beta.view(shape)
+
+
+class RepeatChannels(nn.Module):
+    """A one-channel image repeated to ``channels`` channels."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.repeat(1, self.channels, 1, 1)
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, with fixed constants (not weights: no state_dict entry).
+
+    The constants are rounded from Python's doubles straight to the input's dtype, as Keras
+    does; a float32 buffer cast to float64 later would differ from them by ~1e-8."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        constant = lambda values: torch.tensor(values, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        return (x - constant(self.mean)) / constant(self.std)

@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import itertools
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from parity.adapters.common import layer_key, output_key
-from parity.compare import LayerwiseResult, bitwise_equal, compare, compare_named
-from parity.runners import BuiltModel, FrameworkRunner, OnnxRuntimeRunner
+from parity.adapters.common import INPUT_GRADIENT, layer_key, output_key
+from parity.compare import (LayerwiseResult, bitwise_equal, compare, compare_named, explained_by_own_roundoff,
+                            on_global_scale, own_error)
+from parity.runners import BuiltModel, FrameworkRunner, OnnxRuntimeRunner, discard
 from spec import inputs as spec_inputs
 from spec.tolerances import ToleranceSet
 from spec.weights import load_canonical, save_canonical
 
-OUTPUT = output_key(0)
 
 
 @dataclass(frozen=True)
@@ -38,16 +39,28 @@ class ParityCase:
     # whole-network checks (propagated, gradients, outputs); isolated (one layer) may be stricter
     tolerances: ToleranceSet = field(default_factory=ToleranceSet)
     isolated_tolerances: ToleranceSet | None = None
-    loss: str = "cross_entropy"
+    loss: str | tuple[str, ...] = "cross_entropy"  # one kind, or one per output (summed)
     seed: int = 0
     opset: int = 18
     reference: str = "torch"
     allow_square_input: bool = False  # only where the architecture fixes a square input
+    slow: bool = False  # the full pipeline runs in the slow suite only (`make test-slow`)
 
-    def targets(self, output_shape: tuple[int, ...]) -> np.ndarray:
-        if self.loss == "cross_entropy":
-            return spec_inputs.class_targets(output_shape[0], output_shape[1], seed=self.seed + 1)
-        return np.random.default_rng(self.seed + 1).standard_normal(output_shape).astype(np.float32)
+    def losses(self, outputs: int) -> tuple[str, ...]:
+        return (self.loss,) * outputs if isinstance(self.loss, str) else tuple(self.loss)
+
+    def targets(self, output_shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+        """Fixed targets for each output, of the kind its loss takes."""
+        rng = np.random.default_rng(self.seed + 1)
+        targets = []
+        for kind, shape in zip(self.losses(len(output_shapes)), output_shapes):
+            if kind == "cross_entropy":
+                targets.append(spec_inputs.class_targets(shape[0], shape[1], seed=self.seed + 1))
+            elif kind in ("bce", "bce_logits"):
+                targets.append((rng.random(shape) < 0.5).astype(np.float32))
+            else:
+                targets.append(rng.standard_normal(shape).astype(np.float32))
+        return targets
 
 
 class TwinPair:
@@ -71,10 +84,13 @@ class TwinPair:
             (self.ref_model, _), (self.other_model, _) = built[self.ref_name], built[self.other_name]
             self.initial = {name: digest for name, (_, (_, digest)) in built.items()}
             self.initial_paths = {name: path for name, (_, (path, _)) in built.items()}  # each twin's own init
-            self.weights_path, self.weights_digest = self.ref.save_weights(self.ref_model)
+            # the reference's initial weights are what both twins then hold
+            self.weights_path, self.weights_digest = self.initial_paths[self.ref_name], self.initial[self.ref_name]
             self.audit = self.other.load_weights(self.other_model, self.weights_path)
         self._reference_run: tuple[dict, list[str]] | None = None
         self.rebuilt_digests: dict[str, str] = {}  # initial digests of later same-seed builds
+        self._float64: tuple[LayerwiseResult, LayerwiseResult] | None = None
+        self._float64_gradients: dict[str, dict] = {}
 
     def _build(self, runner: FrameworkRunner, dtype: str = "float32") -> BuiltModel:
         handle = f"{self.case.name}-{runner.framework}-{next(self._handles)}"
@@ -112,7 +128,7 @@ class TwinPair:
         case = self.case
         return {
             "case": {"model": case.model, "config": case.config, "input_shape": list(case.input_shape),
-                     "seed": case.seed, "loss": case.loss, "reference": case.reference, "factories": case.factories},
+                     "seed": case.seed, "loss": case.loss if isinstance(case.loss, str) else list(case.loss), "reference": case.reference, "factories": case.factories},
             "environment": {self.ref_name: self.ref.environment, self.other_name: self.other.environment},
             "durations": self.durations,
         }
@@ -120,6 +136,13 @@ class TwinPair:
     def close(self) -> None:
         for runner, model in ((self.ref, self.ref_model), (self.other, self.other_model)):
             runner.free(model)
+        discard(*self.initial_paths.values())
+
+    @staticmethod
+    def _digest_and_discard(runner: FrameworkRunner, model: BuiltModel) -> str:
+        path, digest = runner.save_weights(model)
+        discard(path)
+        return digest
 
     # -- contract and transfer ------------------------------------------------
     def contract(self) -> dict:
@@ -141,7 +164,8 @@ class TwinPair:
 
     def _fresh(self, runner: FrameworkRunner) -> tuple[BuiltModel, str]:
         """A new model from the case's seed; its initial digest doubles as the same-seed check."""
-        model, (_, digest) = self._build_with_digest(runner)
+        model, (path, digest) = self._build_with_digest(runner)
+        discard(path)
         self.rebuilt_digests[runner.framework] = digest
         return model, digest
 
@@ -155,16 +179,18 @@ class TwinPair:
                 # ref init (already loaded into other_model) -> other -> ref
                 there_path, there = other.save_weights(self.other_model)
                 audit_back = ref.load_weights(fresh_ref, there_path)
-                back = ref.save_weights(fresh_ref)[1]
+                back = self._digest_and_discard(ref, fresh_ref)
                 trips = [{"route": f"{ref.framework}->{other.framework}->{ref.framework}",
                           "bit_exact_there": there == self.weights_digest, "bit_exact_back": back == self.weights_digest,
                           "audits": [self.audit, audit_back]}]
                 # other's own init -> ref -> other
+                discard(there_path)
                 own_path = other.save_weights(fresh_other)[0]
                 audit_there = ref.load_weights(fresh_ref, own_path)
                 there_path, there = ref.save_weights(fresh_ref)
                 audit_back = other.load_weights(fresh_other, there_path)
-                back = other.save_weights(fresh_other)[1]
+                back = self._digest_and_discard(other, fresh_other)
+                discard(own_path, there_path)
                 trips.append({"route": f"{other.framework}->{ref.framework}->{other.framework}",
                               "bit_exact_there": there == other_digest, "bit_exact_back": back == other_digest,
                               "audits": [audit_there, audit_back]})
@@ -210,9 +236,11 @@ class TwinPair:
 
         float32 round-off grows with depth; in float64 it is ~1e-9 times smaller, so any
         difference left at float64 tolerance is a semantic one, not rounding."""
+        if self._float64 is not None:
+            return self._float64
         with self.timed("float64"):
             x = self.x.astype("float64")
-            targets = self.case.targets(self.reference_run()[0][OUTPUT].shape)
+            targets = self._targets()
 
             def run(runner: FrameworkRunner, _model) -> tuple[dict, list[str], dict]:
                 model = self._build(runner, dtype="float64")
@@ -226,32 +254,64 @@ class TwinPair:
             runs = self._on_both(run)
             (reference, order, ref_grads), (actual, _, grads) = runs[self.ref_name], runs[self.other_name]
             strict = ToleranceSet.for_dtype("float64")
-            forward = compare_named(actual, reference, order + [OUTPUT], strict,
-                                    key=lambda n: n if n == OUTPUT else layer_key(n), mode="propagated_float64")
+            outputs = self._output_keys()
+            forward = compare_named(actual, reference, order + outputs, strict,
+                                    key=lambda n: n if n in outputs else layer_key(n), mode="propagated_float64")
             backward = compare_named(grads, ref_grads, self._gradient_names(ref_grads), strict, mode="gradients_float64")
-            return forward, backward
+            self._float64_gradients = {self.ref_name: ref_grads, self.other_name: grads}
+            self._float64 = (forward, backward)
+            return self._float64
+
+    def _output_keys(self) -> list[str]:
+        outputs = self.reference_run()[0]
+        return [key for key in map(output_key, range(len(outputs))) if key in outputs]
+
+    def _targets(self) -> list[np.ndarray]:
+        outputs = self.reference_run()[0]
+        return self.case.targets([outputs[key].shape for key in self._output_keys()])
 
     def _gradient_names(self, arrays: dict) -> list[str]:
-        """Canonical (state_dict) order: the first divergent tensor is the earliest in the network."""
-        return [key for name in self.ref_model.weights for key in (f"grad:{name}", f"state:{name}") if key in arrays]
+        """Canonical (state_dict) order, so the first divergent tensor is the earliest in the
+        network; the input's gradient last, as the end of the backward pass."""
+        names = [key for name in self.ref_model.weights for key in (f"grad:{name}", f"state:{name}") if key in arrays]
+        return names + [INPUT_GRADIENT] if INPUT_GRADIENT in arrays else names
 
     # -- gradients ----------------------------------------------------------------
     def check_gradients(self) -> tuple[LayerwiseResult, dict]:
-        """One train-mode step (dropout off) in both; every parameter gradient and the
-        state after it (BN running statistics), in canonical layout."""
+        """One train-mode step (dropout off) in both; every parameter gradient, the input's
+        gradient and the state after it (BN running statistics), in canonical layout.
+
+        Once the float64 check has passed, a gradient outside its tolerance is re-judged on the
+        model's gradient scale (``on_global_scale``), then by each framework's own float32
+        error against its float64 gradient (``explained_by_own_roundoff``), which is reported."""
+        forward64, backward64 = self.check_float64()
         with self.timed("gradients"):
-            reference_out = self.reference_run()[0][OUTPUT]
-            targets = self.case.targets(reference_out.shape)
+            targets = self._targets()
             runs = self._on_both(lambda runner, model: runner.gradients(model, self.x, targets, loss=self.case.loss))
             ref, other = runs[self.ref_name], runs[self.other_name]
             result = compare_named(other, ref, self._gradient_names(ref), self.case.tolerances, mode="gradients")
+            if forward64.passed and backward64.passed:
+                result.rows = [self._rejudge(row, ref, other) for row in result.rows]
             loss = compare(other["loss"], ref["loss"], self.case.tolerances.for_layer("loss"), "loss")
             result.rows.insert(0, loss)
             return result, {self.ref_name: float(ref["loss"]), self.other_name: float(other["loss"])}
 
+    def _rejudge(self, row, ref: dict, other: dict):
+        float64 = self._float64_gradients
+        if row.passed or not row.name.startswith("grad:") or row.name not in float64[self.ref_name]:
+            return row
+        scale = max(float(np.abs(v).max()) for k, v in ref.items() if k.startswith("grad:") and v.size)
+        tolerance = self.case.tolerances.for_layer(row.name)
+        own = {name: own_error(run[row.name], float64[name][row.name])
+               for name, run in ((self.ref_name, ref), (self.other_name, other))}
+        row = explained_by_own_roundoff(on_global_scale(row, scale, tolerance), own, scale, tolerance)
+        row.own_float32_error = own
+        return row
+
     # -- ONNX ------------------------------------------------------------------
-    def check_onnx(self, workdir: str) -> dict:
-        """Export both, run both in onnxruntime, and compare the four outputs pairwise."""
+    def check_onnx(self, workdir: str, keep_files: bool = False) -> dict:
+        """Export both, run both in onnxruntime, and compare the four outputs pairwise.
+        The ONNX files are removed afterwards unless ``keep_files`` (VGG's are 0.5 GB each)."""
         with self.timed("onnx"):
             def export_and_run(runner: FrameworkRunner, model: BuiltModel) -> tuple[dict, dict, dict]:
                 start = time.perf_counter()
@@ -259,8 +319,13 @@ class TwinPair:
                                                 path=f"{workdir}/{self.case.name}-{runner.framework}.onnx")
                 seconds = round(time.perf_counter() - start, 2)
                 session = OnnxRuntimeRunner(path)
-                export = {**info, "path": path, "export_seconds": seconds, "onnxruntime": session.settings}
-                return export, runner.forward(model, self.x)[0], session.infer(self.x)
+                export = {**info, "path": path if keep_files else None, "export_seconds": seconds,
+                          "bytes": Path(path).stat().st_size, "onnxruntime": session.settings}
+                onnx_out = session.infer(self.x)
+                del session
+                if not keep_files:
+                    discard(path)
+                return export, runner.forward(model, self.x)[0], onnx_out
 
             outputs, exports = {}, {}
             for name, (export, native, onnx_out) in self._on_both(export_and_run).items():

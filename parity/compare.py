@@ -9,7 +9,7 @@ against a number.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -35,6 +35,8 @@ class TensorComparison:
     mismatch_fraction: float | None = None
     nonfinite_mismatches: int = 0
     reason: str = ""
+    # each framework's own float32 error (against its float64 result), where known
+    own_float32_error: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,6 +94,52 @@ def compare(actual, reference, tolerance: Tolerance, name: str = "") -> TensorCo
         cosine=_cosine(np.where(finite, a, 0.0), np.where(finite, r, 0.0)),
         mismatch_fraction=float(outside.mean()), nonfinite_mismatches=bad_nonfinite, reason=reason,
     )
+
+
+def on_global_scale(row: TensorComparison, scale: float, tolerance: Tolerance) -> TensorComparison:
+    """Re-judge a failed gradient against the model's largest gradient instead of its own.
+
+    Some gradients are ill-conditioned in float32: a conv weight feeding a train-mode
+    BatchNorm gets what is left after BN's backward removes the mean and scale directions,
+    so its float32 value carries round-off of the (much larger) terms that cancelled.  TF
+    accumulates those sums in float32, torch's CPU kernel in double: on UNet, TF's own float32
+    gradient differs from its float64 one by up to 4e-2 of the tensor's size while torch's
+    differs by 1e-6.  Judged on the scale of the whole model's gradient (what an optimizer
+    step sees) the error is round-off; the float64 check proves the semantics."""
+    if row.passed or row.max_abs is None or row.nonfinite_mismatches:
+        return row
+    bound = tolerance.atol + tolerance.rtol * scale
+    if row.max_abs > bound:
+        return row
+    return replace(row, passed=True, reason=f"on the model's gradient scale: |d| {row.max_abs:.2e} <= "
+                                             f"{tolerance.atol:g} + {tolerance.rtol:g} * {scale:.2e}")
+
+
+# How far a framework's own float32 gradient may sit from its float64 one, on the model's gradient scale.
+OWN_ROUNDOFF_BOUND = 1e-3
+
+
+def explained_by_own_roundoff(row: TensorComparison, own: dict, scale: float, tolerance: Tolerance) -> TensorComparison:
+    """Re-judge a failed gradient by each framework's own float32 error (x32 vs its x64).
+
+    Large float32 reductions (a first conv's weight gradient sums ~10^5 terms) carry
+    round-off that depends on the kernel's summation order: on AECNN, torch's own float32
+    gradient is 2.3e-4 from its float64 one and TF's 6e-6.  When both own errors are small on
+    the model's gradient scale and the twins' difference is no larger than their sum, the
+    difference is that round-off: the float64 check has already proved the semantics."""
+    if row.passed or row.max_abs is None or row.nonfinite_mismatches:
+        return row
+    errors = list(own.values())
+    bound = tolerance.atol + tolerance.rtol * scale
+    if max(errors) <= OWN_ROUNDOFF_BOUND * scale and row.max_abs <= sum(errors) + bound:
+        return replace(row, passed=True, reason=f"own float32 round-off: |d| {row.max_abs:.2e} <= "
+                                                 f"{' + '.join(f'{e:.2e}' for e in errors)} + {bound:.2e}")
+    return row
+
+
+def own_error(float32_result, float64_result) -> float:
+    """max |x32 - x64|: how far one framework's float32 result is from its own float64 one."""
+    return float(np.abs(np.asarray(float32_result, np.float64) - np.asarray(float64_result, np.float64)).max())
 
 
 def bitwise_equal(a, b) -> bool:

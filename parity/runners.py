@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from parity.adapters.common import load_arrays, output_key, save_arrays
+from parity.adapters.common import load_arrays, output_key, save_arrays, target_key
 from parity.worker import WorkerClient
 
 ADAPTERS = {
@@ -78,6 +78,14 @@ class FrameworkRunner:
     def load_weights(self, model: BuiltModel, path: str) -> dict:
         return self.worker.call("load_weights", handle=model.handle, path=str(path))
 
+    def load_native(self, model: BuiltModel, path: str) -> dict:
+        """The framework's own weights file (torch state_dict checkpoint, Keras ``.weights.h5``)."""
+        return self.worker.call("load_native", handle=model.handle, path=str(path))
+
+    def save_native(self, model: BuiltModel, path: str) -> str:
+        self.worker.call("save_native", handle=model.handle, path=str(path))
+        return str(path)
+
     def free(self, model: BuiltModel) -> None:
         self.worker.call("free", handle=model.handle)
 
@@ -87,8 +95,11 @@ class FrameworkRunner:
         target = self.scratch(f"{model.handle}-{op}-out", ".npz")
         save_arrays(source, arrays)
         key = "reference_path" if op == "forward_isolated" else "input_path"
-        info = self.worker.call(op, handle=model.handle, output_path=target, **{key: source}, **args)
-        return load_arrays(target), info
+        try:
+            info = self.worker.call(op, handle=model.handle, output_path=target, **{key: source}, **args)
+            return load_arrays(target), info
+        finally:  # exchange files are transient; big models would fill the disk
+            discard(source, target)
 
     def forward(self, model: BuiltModel, x: np.ndarray, capture: bool = False) -> tuple[dict, list[str]]:
         arrays, info = self._exchange("forward", model, {"x": x}, capture=capture)
@@ -97,13 +108,22 @@ class FrameworkRunner:
     def forward_isolated(self, model: BuiltModel, reference: dict, layers: list[str]) -> dict:
         return self._exchange("forward_isolated", model, reference, layers=list(layers))[0]
 
-    def gradients(self, model: BuiltModel, x: np.ndarray, targets: np.ndarray, loss: str = "cross_entropy") -> dict:
-        return self._exchange("gradients", model, {"x": x, "targets": targets}, loss=loss)[0]
+    def gradients(self, model: BuiltModel, x: np.ndarray, targets, loss="cross_entropy") -> dict:
+        """``targets``: one array per output (a bare array for one output); ``loss``: a kind, or one per output."""
+        targets = targets if isinstance(targets, (list, tuple)) else [targets]
+        arrays = {"x": x, **{target_key(i): t for i, t in enumerate(targets)}}
+        return self._exchange("gradients", model, arrays, loss=loss if isinstance(loss, str) else list(loss))[0]
 
     def export_onnx(self, model: BuiltModel, input_shape, path: str | None = None, opset: int = 18, **options) -> tuple[str, dict]:
         path = path or self.scratch(f"{model.handle}", ".onnx")
         info = self.worker.call("export_onnx", handle=model.handle, path=str(path), input_shape=list(input_shape), opset=opset, **options)
         return str(path), info
+
+
+def discard(*paths: str) -> None:
+    """Remove scratch files (missing ones are fine)."""
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
 
 
 class OnnxRuntimeRunner:

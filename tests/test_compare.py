@@ -86,3 +86,27 @@ def test_bitwise_equal_distinguishes_dtype_and_negative_zero():
     assert bitwise_equal(np.zeros(2, np.float32), np.zeros(2, np.float32))
     assert not bitwise_equal(np.zeros(2, np.float32), np.zeros(2, np.float64))
     assert not bitwise_equal(np.array([0.0]), np.array([-0.0]))
+
+
+def _failed(max_abs: float):
+    from parity.compare import TensorComparison
+
+    return TensorComparison("grad:w", False, (3,), {}, max_abs=max_abs, reason="outside")
+
+
+def test_gradient_rejudged_on_the_models_gradient_scale():
+    from parity.compare import on_global_scale
+
+    tolerance = Tolerance(rtol=1e-4, atol=1e-5, mode="max")
+    assert on_global_scale(_failed(1e-4), scale=10.0, tolerance=tolerance).passed  # 1e-4 <= 1e-5 + 1e-3
+    assert not on_global_scale(_failed(1e-4), scale=0.1, tolerance=tolerance).passed
+
+
+def test_gradient_rejudged_by_each_frameworks_own_float32_error():
+    from parity.compare import explained_by_own_roundoff
+
+    tolerance = Tolerance(rtol=1e-4, atol=1e-5, mode="max")
+    own = {"torch": 2.3e-4, "tf": 6e-6}  # AECNN's first conv, measured
+    assert explained_by_own_roundoff(_failed(2.3e-4), own, 1.5, tolerance).passed
+    assert not explained_by_own_roundoff(_failed(1e-3), own, 1.5, tolerance).passed  # more than both errors
+    assert not explained_by_own_roundoff(_failed(2.3e-4), {"torch": 1e-2, "tf": 6e-6}, 1.5, tolerance).passed

@@ -91,3 +91,13 @@ def test_audit_refuses_double_assignment_and_unassigned_slots():
         transfer.finish()
     with pytest.raises(TransferError, match="two weights claim"):
         transfer.expect("fc.bias", (5,))
+
+
+def test_checkpoint_keys_from_dataparallel_and_legacy_torchvision_densenet():
+    from parity.adapters.common import checkpoint_key
+
+    assert checkpoint_key("module.layer1.0.bn1.weight") == "layer1.0.bn1.weight"
+    assert checkpoint_key("features.denseblock1.denselayer1.norm.1.running_var") == "features.denseblock1.denselayer1.norm1.running_var"
+    assert checkpoint_key("features.denseblock4.denselayer16.conv.2.weight") == "features.denseblock4.denselayer16.conv2.weight"
+    assert checkpoint_key("features.denseblock1.denselayer1.norm1.weight") == "features.denseblock1.denselayer1.norm1.weight"
+    assert checkpoint_key("features.transition1.norm.weight") == "features.transition1.norm.weight"

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import keras
 
+from impl_tf import initializers as init
 from impl_tf.layers import BatchNorm, PaddedConv2D, PaddedMaxPool2D
 from spec.models.resnet import BN_EPSILON, BN_TORCH_MOMENTUM, FC_INIT_STD, STAGE_WIDTHS, BasicBlockPlan, ResNetConfig, block_plan
-
-
-
-def kaiming_fan_out() -> keras.initializers.Initializer:
-    # A fresh initializer per layer: Keras 3 fixes an unseeded initializer's seed when it is
-    # created (from Python's random, so set_random_seed makes it reproducible); one shared
-    # instance would give every same-shaped layer the same values.
-    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
 
 
 def _bn(name: str) -> BatchNorm:
@@ -23,7 +16,7 @@ def _bn(name: str) -> BatchNorm:
 def _conv(filters: int, kernel: int, stride: int, padding: int, name: str) -> PaddedConv2D:
     return PaddedConv2D(
         filters, kernel, strides=stride, explicit_padding=padding, use_bias=False,
-        kernel_initializer=kaiming_fan_out(), name=name,
+        kernel_initializer=init.kaiming_normal(), name=name,
     )
 
 
@@ -54,7 +47,7 @@ def ResNet(config: ResNetConfig) -> keras.Model:
     x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="avgpool")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     outputs = keras.layers.Dense(
-        config.num_classes, kernel_initializer=keras.initializers.RandomNormal(stddev=FC_INIT_STD),
+        config.num_classes, kernel_initializer=init.normal(FC_INIT_STD),
         bias_initializer="zeros", name="fc",
     )(x)
     return keras.Model(inputs, outputs, name=f"resnet{sum(config.blocks) * 2 + 2}")

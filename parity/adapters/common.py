@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import io
+import os
+import re
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -40,6 +42,29 @@ def input_key(name: str, index: int) -> str:
     return f"{INPUT}:{name}:{index}"
 
 
+LOSSES = ("cross_entropy", "bce_logits", "bce", "mse")
+INPUT_GRADIENT = "grad:input"
+
+
+def target_key(index: int) -> str:
+    return f"targets:{index}"
+
+
+def loss_plan(loss, arrays: Mapping[str, np.ndarray], outputs: int) -> list[tuple[str, np.ndarray]]:
+    """One (loss kind, targets) per model output: ``loss`` is a kind or a list of kinds.
+
+    Kinds: cross_entropy (class indices), bce_logits (0/1 labels on logits), bce (on
+    probabilities, log clamped at -100 as torch's BCELoss), mse.  The total loss is their sum.
+    """
+    kinds = [loss] if isinstance(loss, str) else list(loss)
+    unknown = [k for k in kinds if k not in LOSSES]
+    if unknown:
+        raise ValueError(f"unknown loss {unknown}; known: {', '.join(LOSSES)}")
+    if len(kinds) != outputs:
+        raise ValueError(f"the model has {outputs} output(s) but {len(kinds)} loss(es) were given: {kinds}")
+    return [(kind, arrays[target_key(i)]) for i, kind in enumerate(kinds)]
+
+
 def layer_inputs(arrays: Mapping[str, np.ndarray], name: str) -> list[np.ndarray]:
     inputs, index = [], 0
     while input_key(name, index) in arrays:
@@ -56,6 +81,32 @@ def save_arrays(path: str, arrays: Mapping[str, np.ndarray]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+# torchvision's published DenseNet files predate its module names: "denselayer1.norm.1.weight"
+# means "denselayer1.norm1.weight" (torchvision renames them the same way when it loads them).
+_LEGACY_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var))$")
+
+
+def checkpoint_key(key: str) -> str:
+    """A torch checkpoint's key as the twins name it: DataParallel's ``module.`` prefix dropped,
+    torchvision's legacy DenseNet names updated."""
+    key = key.removeprefix("module.")
+    legacy = _LEGACY_DENSENET_KEY.match(key)
+    return legacy.group(1) + legacy.group(2) if legacy else key
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """``write(temporary path)`` then rename into place: a crash never leaves a partial file.
+    The temporary keeps the final name's suffixes (Keras checks them)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".partial-{os.getpid()}-{target.name}")
+    try:
+        write(str(temporary))
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def load_arrays(path: str) -> dict[str, np.ndarray]:
     if not Path(path).is_file():
         raise FileNotFoundError(f"array file not found: {path}")
@@ -64,7 +115,7 @@ def load_arrays(path: str) -> dict[str, np.ndarray]:
 
 
 # The operations every adapter serves, with one signature across frameworks.
-OP_NAMES = ("setup", "environment", "build", "free", "save_weights", "load_weights",
+OP_NAMES = ("setup", "environment", "build", "free", "save_weights", "load_weights", "load_native", "save_native",
             "forward", "forward_isolated", "gradients", "export_onnx")
 
 

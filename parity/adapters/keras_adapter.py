@@ -165,6 +165,24 @@ def load_weights(handle: str, path: str) -> dict:
     return transfer.finish()
 
 
+def load_native(handle: str, path: str) -> dict:
+    """Load Keras weights (``.weights.h5``) into the model."""
+    net = _models.get(handle)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Keras weights file not found: {path}")
+    try:
+        net.load_weights(path)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path} does not fit model {handle!r}: {error}") from None
+    return {"tensors": len(net.weights), "parameters": int(sum(int(np.prod(v.shape)) for v in net.trainable_weights))}
+
+
+def save_native(handle: str, path: str) -> dict:
+    """Keras weights file; the name must end in ``.weights.h5`` (Keras' rule)."""
+    common.atomic_write(path, lambda target: _models.get(handle).save_weights(target))
+    return {"path": path}
+
+
 # -- forward passes ----------------------------------------------------------
 
 def _compared_layers(net):
@@ -235,25 +253,32 @@ def forward_isolated(handle: str, reference_path: str, output_path: str, layers:
 
 # -- gradients ---------------------------------------------------------------
 
-def _loss(outputs, targets, loss: str):
-    logits = _as_list(outputs)[0]
-    if loss == "cross_entropy":
-        return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True))
-    if loss == "mse":
-        return keras.ops.mean(keras.ops.square(logits - targets))
-    raise ValueError(f"unknown loss {loss!r}; known: cross_entropy, mse")
+def _loss(kind: str, output, target):
+    ops = keras.ops
+    if kind == "cross_entropy":
+        return ops.mean(keras.losses.sparse_categorical_crossentropy(target, output, from_logits=True))
+    if kind == "bce_logits":
+        return ops.mean(ops.binary_crossentropy(target, output, from_logits=True))
+    if kind == "bce":  # torch's BCELoss: log clamped at -100 (Keras' own clips p at 1e-7 instead)
+        log_p, log_q = ops.maximum(ops.log(output), -100.0), ops.maximum(ops.log(1.0 - output), -100.0)
+        return -ops.mean(target * log_p + (1.0 - target) * log_q)
+    return ops.mean(ops.square(output - target))
+
+
+def _targets(net, kind: str, target: np.ndarray):
+    """Class indices stay as they are; other targets take the output layout and the model's dtype."""
+    return target if kind == "cross_entropy" else _input(net, target)
 
 
 def gradients(handle: str, input_path: str, output_path: str, loss: str = "cross_entropy") -> dict:
     """One train-mode forward/backward (dropout off); the model's state is restored after.
 
-    Writes the gradient of every trainable weight and the state after the pass
-    (BN moving statistics), all keyed by canonical name in canonical layout.
+    Writes the gradient of every trainable weight, of the input, and the state after
+    the pass (BN moving statistics), all keyed by canonical name in canonical layout.
     """
     net = _models.get(handle)
     data = common.load_arrays(input_path)
-    x = _input(net, data["x"])
-    targets = data["targets"] if loss == "cross_entropy" else _input(net, data["targets"])
+    x = tf.constant(_input(net, data["x"]))
     snapshot = [np.array(v.numpy()) for v in net.weights]
     dropouts = [layer for layer in net.layers if isinstance(layer, keras.layers.Dropout)]
     rates = [layer.rate for layer in dropouts]
@@ -261,12 +286,16 @@ def gradients(handle: str, input_path: str, output_path: str, loss: str = "cross
         for layer in dropouts:
             layer.rate = 0.0
         with tf.GradientTape() as tape:
-            value = _loss(net(x, training=True), targets, loss)
+            tape.watch(x)
+            outputs = _as_list(net(x, training=True))
+            plan = common.loss_plan(loss, data, len(outputs))
+            value = sum(_loss(kind, out, _targets(net, kind, target)) for out, (kind, target) in zip(outputs, plan))
             if net.losses:  # weight penalties (e.g. L2 kernel regularizers)
                 value = value + keras.ops.sum(keras.ops.stack(net.losses))
         slots = [(n, v, k) for n, v, k in _slots(net) if v.trainable]
-        grads = tape.gradient(value, [variable for _, variable, _ in slots])
+        *grads, input_grad = tape.gradient(value, [variable for _, variable, _ in slots] + [x])
         arrays = {f"grad:{name}": layout.from_keras(kind, np.asarray(g)) for (name, _, kind), g in zip(slots, grads) if g is not None}
+        arrays[common.INPUT_GRADIENT] = layout.channels_first(np.asarray(input_grad))
         arrays.update({f"state:{n}": v for n, v in canonical_weights(net).items()})
     finally:
         for layer, rate in zip(dropouts, rates):
@@ -283,27 +312,46 @@ def gradients(handle: str, input_path: str, output_path: str, loss: str = "cross
 def export_onnx(handle: str, path: str, input_shape: list[int], opset: int = 18, exporter: str = "tf2onnx") -> dict:
     """Export through tf2onnx with the canonical channel-first interface.
 
-    The graph takes NCHW input and returns channel-first outputs (transposes
-    inside the graph), so both frameworks' ONNX files are called the same way.
+    The graph takes NCHW input and returns channel-first outputs (transposes inside
+    the graph), so both frameworks' ONNX files are called the same way.  The weights
+    enter the traced function as arguments (Keras' stateless_call) and become ONNX
+    initializers afterwards: tf2onnx handles large constants very slowly (a 25088x4096
+    Dense alone took 75 s and 15 GB), arguments in a few seconds.
     """
+    import onnx
     import tf2onnx
+    from onnx import numpy_helper
 
     if exporter != "tf2onnx":
         raise ValueError(f"unknown Keras ONNX exporter {exporter!r}; use 'tf2onnx'")
     net = _models.get(handle)
     rank = len(input_shape)
-    signature = [tf.TensorSpec(tuple(input_shape), tf.float32, name="input")]
+    variables = [*net.trainable_variables, *net.non_trainable_variables]
+    trainable = len(net.trainable_variables)
+    weight_names = [f"twinframe_weight_{i}" for i in range(len(variables))]
+    signature = [tf.TensorSpec(tuple(input_shape), tf.float32, name="input")] + [
+        tf.TensorSpec(v.shape, v.dtype, name=name) for v, name in zip(variables, weight_names)]
     to_last = [0, *range(2, rank), 1]
 
     @tf.function(input_signature=signature)
-    def canonical_call(x):
-        outputs = _as_list(net(tf.transpose(x, to_last), training=False))
-        return [tf.transpose(o, [0, o.shape.rank - 1, *range(1, o.shape.rank - 1)]) if o.shape.rank >= 3 else o for o in outputs]
+    def canonical_call(x, *weights):
+        outputs, _ = net.stateless_call(list(weights[:trainable]), list(weights[trainable:]),
+                                        tf.transpose(x, to_last), training=False)
+        return [tf.transpose(o, [0, o.shape.rank - 1, *range(1, o.shape.rank - 1)]) if o.shape.rank >= 3 else o
+                for o in _as_list(outputs)]
 
-    tf2onnx.convert.from_function(canonical_call, input_signature=signature, opset=opset, output_path=path)
+    proto, _ = tf2onnx.convert.from_function(canonical_call, input_signature=signature, opset=opset)
+    graph, values = proto.graph, dict(zip(weight_names, variables))
+    weights = [i for i in graph.input if i.name in values]
+    for value_info in weights:
+        graph.input.remove(value_info)
+        graph.initializer.append(numpy_helper.from_array(np.asarray(values[value_info.name].numpy()), value_info.name))
+    if len(weights) != len(variables):
+        raise RuntimeError(f"tf2onnx kept {len(weights)} of the {len(variables)} weight inputs of {handle!r}")
+    common.atomic_write(path, lambda target: onnx.save(proto, target))
     opset_used, onnx_version = common.checked_onnx(path)
     return {
-        "exporter": "tf2onnx (tf.function)",
+        "exporter": "tf2onnx (tf.function, weights as initializers)",
         "opset": opset_used,
         "versions": {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__, "onnx": onnx_version},
         "input_layout": "NCHW (transposed inside the graph)",

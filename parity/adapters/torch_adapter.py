@@ -7,6 +7,7 @@ Compared layers are the leaf modules, in the order they run.
 from __future__ import annotations
 
 import copy
+import pickle
 import platform
 import random
 
@@ -94,8 +95,12 @@ def save_weights(handle: str, path: str, metadata: dict | None = None) -> dict:
 
 
 def load_weights(handle: str, path: str) -> dict:
-    net = _models.get(handle)
-    transfer = WeightTransfer(load_canonical(path), target=f"torch model {handle!r}")
+    return _assign(_models.get(handle), load_canonical(path), f"torch model {handle!r}")
+
+
+def _assign(net: torch.nn.Module, tensors: dict[str, np.ndarray], target: str) -> dict:
+    """Every slot once, every source tensor used, shapes equal: checked before anything is written."""
+    transfer = WeightTransfer(tensors, target=target)
     slots = {n: t for n, t in net.state_dict().items() if not n.endswith(NOT_WEIGHTS)}
     for name, tensor in slots.items():
         transfer.expect(name, tuple(tensor.shape))
@@ -104,6 +109,36 @@ def load_weights(handle: str, path: str) -> dict:
         for name, tensor in slots.items():
             tensor.copy_(torch.from_numpy(transfer.take(name)))
     return transfer.finish()
+
+
+def _state_dict_from(obj, path: str) -> dict:
+    """A plain state_dict, or one wrapped as training checkpoints wrap it."""
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: not a torch state_dict (a dict of tensors)")
+    return {common.checkpoint_key(key): value for key, value in obj.items()}
+
+
+def load_native(handle: str, path: str) -> dict:
+    """Load a torch checkpoint (e.g. torchvision's ``resnet18-*.pth``) strictly: every key used."""
+    net = _models.get(handle)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint not found: {path}") from None
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
+        raise ValueError(f"{path}: not a readable torch checkpoint ({str(error).splitlines()[0]})") from None
+    state = _state_dict_from(raw, path)
+    tensors = {k: v.detach().cpu().numpy() for k, v in state.items() if not k.endswith(NOT_WEIGHTS)}
+    audit = _assign(net, tensors, f"torch model {handle!r} (from {path})")
+    return {"tensors": len(tensors), "parameters": int(sum(p.numel() for p in net.parameters())), "audit": audit}
+
+
+def save_native(handle: str, path: str) -> dict:
+    common.atomic_write(path, lambda target: torch.save(_models.get(handle).state_dict(), target))
+    return {"path": path}
 
 
 # -- forward passes ----------------------------------------------------------
@@ -125,7 +160,7 @@ def _tensor(array: np.ndarray, like: torch.nn.Module | None = None) -> torch.Ten
     """Array -> tensor on the device; floating arrays take the model's dtype."""
     tensor = torch.from_numpy(np.ascontiguousarray(array)).to(_settings["device"])
     if like is not None and tensor.is_floating_point():
-        tensor = tensor.to(next(like.parameters()).dtype)
+        tensor = tensor.to(next((p.dtype for p in like.parameters()), torch.get_default_dtype()))
     return tensor
 
 
@@ -189,34 +224,40 @@ def forward_isolated(handle: str, reference_path: str, output_path: str, layers:
 
 # -- gradients ---------------------------------------------------------------
 
-def _loss(outputs, targets: torch.Tensor, loss: str) -> torch.Tensor:
-    logits = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
-    if loss == "cross_entropy":
-        return torch.nn.functional.cross_entropy(logits, targets)
-    if loss == "mse":
-        return torch.nn.functional.mse_loss(logits, targets)
-    raise ValueError(f"unknown loss {loss!r}; known: cross_entropy, mse")
+def _loss(kind: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    functional = torch.nn.functional
+    if kind == "cross_entropy":
+        return functional.cross_entropy(output, target)
+    if kind == "bce_logits":
+        return functional.binary_cross_entropy_with_logits(output, target)
+    if kind == "bce":
+        return functional.binary_cross_entropy(output, target)
+    return functional.mse_loss(output, target)
 
 
 def gradients(handle: str, input_path: str, output_path: str, loss: str = "cross_entropy") -> dict:
     """One train-mode forward/backward (dropout off) on a copy of the model.
 
-    Writes the gradient of every parameter and the state after the pass (BN
-    running statistics), all keyed by canonical name.
+    Writes the gradient of every parameter, of the input, and the state after the
+    pass (BN running statistics), all keyed by canonical name.
     """
     net = copy.deepcopy(_models.get(handle)).train()
     for module in net.modules():
         if isinstance(module, torch.nn.modules.dropout._DropoutNd):
             module.eval()
     data = common.load_arrays(input_path)
-    outputs = net(_tensor(data["x"], like=net))
-    value = _loss(outputs, _tensor(data["targets"], like=net), loss)
+    x = _tensor(data["x"], like=net).requires_grad_(True)
+    outputs = net(x)
+    outputs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
+    plan = common.loss_plan(loss, data, len(outputs))
+    value = sum(_loss(kind, out, _tensor(target, like=net)) for out, (kind, target) in zip(outputs, plan))
     regulariser = getattr(net, "regularization_loss", None)
     if regulariser is not None:
         value = value + regulariser()
     value.backward()
     arrays = {f"grad:{n}": _to_numpy(p.grad) for n, p in net.named_parameters() if p.grad is not None}
     arrays.update({f"state:{n}": v for n, v in canonical_weights(net).items()})
+    arrays[common.INPUT_GRADIENT] = _to_numpy(x.grad)
     arrays["loss"] = np.asarray(value.item(), dtype=np.float64)
     common.save_arrays(output_path, arrays)
     return {"loss": float(value.item())}

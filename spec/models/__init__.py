@@ -10,13 +10,25 @@ import dataclasses
 from typing import Any
 
 from spec.errors import ConfigError, UnknownModelError
+from spec.models.aecnn import AECNNConfig
+from spec.models.alexnet import AlexNetConfig
+from spec.models.densenet import DenseNetConfig
 from spec.models.medianet import VARIANTS as MEDIANET_VARIANTS, MeDiANetConfig
 from spec.models.resnet import ResNetConfig
+from spec.models.unet import ResUNetConfig, UNetConfig
+from spec.models.vgg import PLANS as VGG_PLANS, VGGConfig
 
 # name -> (config class, defaults that distinguish the variant)
 _REGISTRY: dict[str, tuple[type, dict[str, Any]]] = {
+    "alexnet": (AlexNetConfig, {}),
+    **{f"vgg{depth}": (VGGConfig, {"depth": depth}) for depth in VGG_PLANS},
     "resnet18": (ResNetConfig, {"blocks": (2, 2, 2, 2)}),
     "resnet34": (ResNetConfig, {"blocks": (3, 4, 6, 3)}),
+    "densenet121": (DenseNetConfig, {"block_config": (6, 12, 24, 16)}),
+    "aecnn_autoencoder": (AECNNConfig, {"stage": "autoencoder"}),
+    "aecnn": (AECNNConfig, {"stage": "joint"}),
+    "unet": (UNetConfig, {}),
+    "resunet": (ResUNetConfig, {}),
     # "medianet" alone takes any (c_in, blocks, res_blocks); the paper's variants are named
     "medianet": (MeDiANetConfig, {}),
     **{
