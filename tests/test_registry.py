@@ -6,7 +6,7 @@ from spec.models.resnet import block_plan
 
 
 def test_unknown_model_lists_the_known_ones():
-    with pytest.raises(UnknownModelError, match="unknown model .resnet19.; known models: medianet, medianet_base117, .*resnet18, resnet34"):
+    with pytest.raises(UnknownModelError, match="unknown model .resnet19.; known models: aecnn, aecnn_autoencoder, alexnet, .*resnet18, resnet34, resunet, unet, vgg11"):
         models.resolve("resnet19")
 
 

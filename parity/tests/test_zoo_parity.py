@@ -87,7 +87,9 @@ def test_float64_twins_agree_to_float64_precision(twin, parity_report):
     assert {f"grad:{n}" for n in twin.ref_model.weights if not n.endswith(("running_mean", "running_var"))} <= names
 
 
-def test_gradients_and_train_step_state_agree(twin, parity_report):
+def test_gradients_and_train_step_state_agree(twin, parity_report, request):
+    if "gradients" in twin.case.known_failures:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=twin.case.known_failures["gradients"]))
     result, losses = twin.check_gradients()
     parity_report.record(twin.case.name, "gradients", result)
     parity_report.record(twin.case.name, "losses", losses)
