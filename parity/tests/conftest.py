@@ -53,24 +53,37 @@ def parity_report():
         _report.write()
 
 
-@pytest.fixture(scope="session")
-def twin_for(torch_runner, tf_runner, parity_report):
-    """``twin_for(case)`` -> the built, weight-transferred pair (built once per session)."""
-    pairs: dict[str, TwinPair] = {}
+class TwinCache:
+    """``twin_for(case)`` -> the built, weight-transferred pair, built once; ``release(name)``
+    frees it (both workers' models and the arrays held here) once its tests are done."""
 
-    def get(case) -> TwinPair:
+    def __init__(self, runners: dict, report: ParityReport):
+        self.runners, self.report = runners, report
+        self.pairs: dict[str, TwinPair] = {}
+
+    def __call__(self, case) -> TwinPair:
         """``case``: a zoo case name or a ParityCase."""
         case = zoo.get_case(case) if isinstance(case, str) else case
-        if case.name not in pairs:
-            pairs[case.name] = TwinPair(case, {"torch": torch_runner, "tf": tf_runner})
-        return pairs[case.name]
+        if case.name not in self.pairs:
+            self.pairs[case.name] = TwinPair(case, self.runners)
+        return self.pairs[case.name]
 
-    yield get
-    for name, pair in pairs.items():
-        if name in parity_report.cases:  # only pairs whose checks were recorded get a report entry
+    def release(self, name: str) -> None:
+        pair = self.pairs.pop(name, None)
+        if pair is None:
+            return
+        if name in self.report.cases:  # only pairs whose checks were recorded get a report entry
             for section, data in pair.metadata().items():
-                parity_report.record(name, section, data)
+                self.report.record(name, section, data)
         pair.close()
+
+
+@pytest.fixture(scope="session")
+def twin_for(torch_runner, tf_runner, parity_report):
+    cache = TwinCache({"torch": torch_runner, "tf": tf_runner}, parity_report)
+    yield cache
+    for name in list(cache.pairs):
+        cache.release(name)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -19,7 +19,8 @@ LOGITS_MAX_REL = 1e-5
 @pytest.fixture(scope="module", params=[
     pytest.param(name, marks=pytest.mark.slow) if case.slow else name for name, case in sorted(zoo.CASES.items())])
 def twin(request, twin_for):
-    return twin_for(request.param)
+    yield twin_for(request.param)
+    twin_for.release(request.param)  # one case's models at a time: VGG's alone take gigabytes
 
 
 @pytest.mark.parametrize("name", sorted(name for name, case in zoo.CASES.items() if case.slow))
@@ -33,6 +34,7 @@ def test_slow_cases_contract_and_layers_in_every_suite(twin_for, parity_report, 
         result = twin.check_layerwise(mode)
         parity_report.record(name, f"layerwise_{mode}", result)
         assert result.passed, f"first divergent layer ({mode}): {result.first_divergent}"
+    twin_for.release(name)
 
 
 def test_contract_names_shapes_and_parameter_counts_agree(twin, parity_report):
