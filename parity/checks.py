@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from parity.adapters.common import INPUT_GRADIENT, layer_key, output_key
-from parity.compare import (LayerwiseResult, bitwise_equal, compare, compare_named, explained_by_own_roundoff,
-                            on_global_scale, own_error)
+from parity.compare import (CONTINUITY_PROBE, LayerwiseResult, bitwise_equal, compare, compare_named,
+                            explained_by_discontinuity, explained_by_own_roundoff, on_global_scale, own_error)
 from parity.runners import BuiltModel, FrameworkRunner, OnnxRuntimeRunner, discard
 from spec import inputs as spec_inputs
 from spec.tolerances import ToleranceSet
@@ -285,7 +285,9 @@ class TwinPair:
 
         Once the float64 check has passed, a gradient outside its tolerance is re-judged on the
         model's gradient scale (``on_global_scale``), then by each framework's own float32
-        error against its float64 gradient (``explained_by_own_roundoff``), which is reported."""
+        error against its float64 gradient (``explained_by_own_roundoff``), which is reported,
+        and last by how far the float64 gradient itself jumps when the input moves by round-off
+        (``explained_by_discontinuity``: a ReLU input within round-off of zero)."""
         forward64, backward64 = self.check_float64()
         with self.timed("gradients"):
             targets = self._targets()
@@ -293,22 +295,50 @@ class TwinPair:
             ref, other = runs[self.ref_name], runs[self.other_name]
             result = compare_named(other, ref, self._gradient_names(ref), self.case.tolerances, mode="gradients")
             if forward64.passed and backward64.passed:
-                result.rows = [self._rejudge(row, ref, other) for row in result.rows]
+                self._rejudge(result, ref, other)
             loss = compare(other["loss"], ref["loss"], self.case.tolerances.for_layer("loss"), "loss")
             result.rows.insert(0, loss)
             return result, {self.ref_name: float(ref["loss"]), self.other_name: float(other["loss"])}
 
-    def _rejudge(self, row, ref: dict, other: dict):
+    def _rejudge(self, result: LayerwiseResult, ref: dict, other: dict) -> None:
+        """Re-judge failed parameter gradients: model scale, own round-off, then continuity."""
         float64 = self._float64_gradients
-        if row.passed or not row.name.startswith("grad:") or row.name not in float64[self.ref_name]:
-            return row
         scale = max(float(np.abs(v).max()) for k, v in ref.items() if k.startswith("grad:") and v.size)
-        tolerance = self.case.tolerances.for_layer(row.name)
-        own = {name: own_error(run[row.name], float64[name][row.name])
-               for name, run in ((self.ref_name, ref), (self.other_name, other))}
-        row = explained_by_own_roundoff(on_global_scale(row, scale, tolerance), own, scale, tolerance)
-        row.own_float32_error = own
-        return row
+
+        def failed(row) -> bool:
+            return not row.passed and row.name.startswith("grad:") and row.name in float64[self.ref_name]
+
+        for i, row in enumerate(result.rows):
+            if failed(row):
+                own = {name: own_error(run[row.name], float64[name][row.name])
+                       for name, run in ((self.ref_name, ref), (self.other_name, other))}
+                tolerance = self.case.tolerances.for_layer(row.name)
+                result.rows[i] = explained_by_own_roundoff(on_global_scale(row, scale, tolerance), own, scale, tolerance)
+                result.rows[i].own_float32_error = own
+        if any(failed(row) for row in result.rows):
+            jumps = self._float64_gradient_jumps()
+            result.rows = [explained_by_discontinuity(row, jumps.get(row.name), scale, self.case.tolerances.for_layer(row.name))
+                           if failed(row) else row for row in result.rows]
+
+    def _float64_gradient_jumps(self, probes: int = 4) -> dict[str, float]:
+        """How far the reference's float64 gradients move when the input moves by
+        ``CONTINUITY_PROBE`` (relative, fixed seeds): the largest change per tensor."""
+        runner, base = self.ref, self._float64_gradients[self.ref_name]
+        x, targets = self.x.astype("float64"), self._targets()
+        with self.timed("continuity"):
+            model = self._build(runner, dtype="float64")
+            try:
+                runner.load_weights(model, self.weights_path)
+                jumps: dict[str, float] = {}
+                for probe in range(probes):
+                    noise = np.random.default_rng(self.case.seed + 100 + probe).standard_normal(x.shape)
+                    moved = runner.gradients(model, x * (1.0 + CONTINUITY_PROBE * noise), targets, loss=self.case.loss)
+                    for name, value in moved.items():
+                        if name.startswith("grad:"):
+                            jumps[name] = max(jumps.get(name, 0.0), own_error(value, base[name]))
+                return jumps
+            finally:
+                runner.free(model)
 
     # -- ONNX ------------------------------------------------------------------
     def check_onnx(self, workdir: str, keep_files: bool = False) -> dict:

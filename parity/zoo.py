@@ -37,14 +37,6 @@ for _pattern in _BIASES_BEFORE_BN:
 _MEDIANET = _MEDIANET.with_override("grad:*.mask.conv?.bias", NORMWISE.default).with_override("head.fc2", _OUTPUTS)
 MEDIANET_TOLERANCES = dict(tolerances=_MEDIANET, isolated_tolerances=NORMWISE_ISOLATED)
 
-# Open problem, measured: the float64 gradients of UNet (BatchNorm) agree to 1e-15, but TF's own
-# float32 gradient of some convs is 4e-2 of their size from its float64 one (torch's: 1e-6), and
-# switching TF's oneDNN kernels on moves the worst error to another layer (3e-1).  Such jumps from
-# kernel-order changes alone point at a discontinuity (a ReLU gating a near-zero BatchNorm output
-# of a near-constant channel), not at a semantic difference; not yet pinned down.
-UNET_GRADIENTS = ("float32 gradients of UNet-BN at this input: TF's own float32 error reaches 4e-2 of a "
-                  "conv gradient (torch 1e-6) while float64 gradients agree to 1e-15; under investigation")
-
 CASES: dict[str, ParityCase] = {
     case.name: case
     for case in (
@@ -64,8 +56,7 @@ CASES: dict[str, ParityCase] = {
         # stage 2 trains on 128x128 patches; stage 3's 896 input is scaled down to 256x384 (latent 64x96)
         ParityCase("aecnn_autoencoder", "aecnn_autoencoder", ZOO_FACTORIES, input_shape=(2, 1, 128, 160), loss="mse"),
         ParityCase("aecnn", "aecnn", ZOO_FACTORIES, input_shape=(2, 1, 256, 384), loss=("mse", "bce_logits"), **DEEP),
-        ParityCase("unet", "unet", ZOO_FACTORIES, input_shape=(2, 3, 32, 48), loss="bce", **DEEP,
-                   known_failures={"gradients": UNET_GRADIENTS}),
+        ParityCase("unet", "unet", ZOO_FACTORIES, input_shape=(2, 3, 32, 48), loss="bce", **DEEP),
         ParityCase("unet_dyt", "unet", ZOO_FACTORIES, config={"norm": "dyt"}, input_shape=(2, 3, 32, 48), loss="bce", **DEEP),
         ParityCase("resunet", "resunet", ZOO_FACTORIES, input_shape=(2, 3, 64, 96), loss="bce"),
         ParityCase("resunet_dyt", "resunet", ZOO_FACTORIES, config={"norm": "dyt"}, input_shape=(2, 3, 64, 96), loss="bce", **DEEP),

@@ -110,3 +110,17 @@ def test_gradient_rejudged_by_each_frameworks_own_float32_error():
     assert explained_by_own_roundoff(_failed(2.3e-4), own, 1.5, tolerance).passed
     assert not explained_by_own_roundoff(_failed(1e-3), own, 1.5, tolerance).passed  # more than both errors
     assert not explained_by_own_roundoff(_failed(2.3e-4), {"torch": 1e-2, "tf": 6e-6}, 1.5, tolerance).passed
+
+
+def test_gradient_rejudged_by_the_float64_gradients_own_jump():
+    from parity.compare import explained_by_discontinuity
+
+    tolerance = Tolerance(rtol=1e-4, atol=1e-5, mode="max")
+    # UNet's decoder.7.double_conv.0, measured: the twins differ by 2.47e-4 and the float64
+    # gradient itself moves by 2.47e-4 under 1e-6 input perturbations
+    row = explained_by_discontinuity(_failed(2.47e-4), jump=2.47e-4, scale=0.06, tolerance=tolerance)
+    assert row.passed and "discontinuous at this input" in row.reason
+    assert not explained_by_discontinuity(_failed(1e-3), jump=2.47e-4, scale=0.06, tolerance=tolerance).passed
+    # a smooth gradient (no jump, or none measured) explains nothing
+    assert not explained_by_discontinuity(_failed(2.47e-4), jump=0.0, scale=0.06, tolerance=tolerance).passed
+    assert not explained_by_discontinuity(_failed(2.47e-4), jump=None, scale=0.06, tolerance=tolerance).passed

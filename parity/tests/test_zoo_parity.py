@@ -99,6 +99,11 @@ def test_gradients_and_train_step_state_agree(twin, parity_report, request):
     assert {f"grad:{n}" for n in twin.ref_model.weights if not n.endswith(("running_mean", "running_var"))} <= names
     bad = [row for row in result.rows if not row.passed]
     assert result.passed, f"first divergent gradient/state: {result.first_divergent}: {bad[0]}"
+    if twin.case.name == "unet":
+        # The evidence that UNet-BN's float32 gradient gap is a kink, not a semantic difference:
+        # the float64 gradient itself jumps by as much when the input moves by round-off.
+        kinked = {row.name for row in result.rows if "discontinuous at this input" in row.reason}
+        assert "grad:decoder.7.double_conv.0.weight" in kinked
 
 
 def test_onnx_four_way_agreement(twin, parity_report, workdir):
