@@ -105,6 +105,11 @@ def free(handle: str) -> None:
     _models.drop(handle)
 
 
+def get_model(handle: str):
+    """The framework model behind a handle (for in-process users such as repro/)."""
+    return _models.get(handle)
+
+
 # -- canonical weights -------------------------------------------------------
 
 def _hooks_for(layer) -> tuple[tuple[str, str, str], ...]:
@@ -309,53 +314,83 @@ def gradients(handle: str, input_path: str, output_path: str, loss: str = "cross
 
 # -- ONNX ----------------------------------------------------------------------
 
+# Above this many elements in one weight, tf2onnx's constant handling is the bottleneck
+# (VGG's 25088x4096 Dense alone: 75 s and 15 GB); below it, constants are the faster path
+# (MeDiANet's ~1000 small tensors export twice as fast as constants than as arguments).
+LARGE_WEIGHT = 1 << 24
+
+
 def export_onnx(handle: str, path: str, input_shape: list[int], opset: int = 18, exporter: str = "tf2onnx") -> dict:
     """Export through tf2onnx with the canonical channel-first interface.
 
-    The graph takes NCHW input and returns channel-first outputs (transposes inside
-    the graph), so both frameworks' ONNX files are called the same way.  The weights
-    enter the traced function as arguments (Keras' stateless_call) and become ONNX
-    initializers afterwards: tf2onnx handles large constants very slowly (a 25088x4096
-    Dense alone took 75 s and 15 GB), arguments in a few seconds.
+    The graph takes NCHW input and returns channel-first outputs (transposes inside the
+    graph), so both frameworks' ONNX files are called the same way.  Models with a weight
+    over ``LARGE_WEIGHT`` elements are traced with their weights as arguments, which become
+    ONNX initializers afterwards; the others with their weights as constants.
     """
     import onnx
     import tf2onnx
-    from onnx import numpy_helper
 
     if exporter != "tf2onnx":
         raise ValueError(f"unknown Keras ONNX exporter {exporter!r}; use 'tf2onnx'")
     net = _models.get(handle)
-    rank = len(input_shape)
+    as_arguments = max(int(np.prod(v.shape)) for v in net.weights) > LARGE_WEIGHT
+    trace = _trace_weights_as_arguments if as_arguments else _trace_weights_as_constants
+    proto = trace(net, tf.TensorSpec(tuple(input_shape), tf.float32, name="input"), opset)
+    common.atomic_write(path, lambda target: onnx.save(proto, target))
+    opset_used, onnx_version = common.checked_onnx(path)
+    return {
+        "exporter": f"tf2onnx (tf.function, weights as {'initializers' if as_arguments else 'constants'})",
+        "opset": opset_used,
+        "versions": {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__, "onnx": onnx_version},
+        "input_layout": "NCHW (transposed inside the graph)",
+    }
+
+
+def _to_channels_last(x):
+    return tf.transpose(x, [0, *range(2, x.shape.rank), 1])
+
+
+def _to_channels_first(outputs) -> list:
+    return [tf.transpose(o, [0, o.shape.rank - 1, *range(1, o.shape.rank - 1)]) if o.shape.rank >= 3 else o
+            for o in _as_list(outputs)]
+
+
+def _trace_weights_as_constants(net, input_spec, opset: int):
+    import tf2onnx
+
+    @tf.function(input_signature=[input_spec])
+    def canonical_call(x):
+        return _to_channels_first(net(_to_channels_last(x), training=False))
+
+    proto, _ = tf2onnx.convert.from_function(canonical_call, input_signature=[input_spec], opset=opset)
+    return proto
+
+
+def _trace_weights_as_arguments(net, input_spec, opset: int):
+    import tf2onnx
+    from onnx import numpy_helper
+
     variables = [*net.trainable_variables, *net.non_trainable_variables]
     trainable = len(net.trainable_variables)
-    weight_names = [f"twinframe_weight_{i}" for i in range(len(variables))]
-    signature = [tf.TensorSpec(tuple(input_shape), tf.float32, name="input")] + [
-        tf.TensorSpec(v.shape, v.dtype, name=name) for v, name in zip(variables, weight_names)]
-    to_last = [0, *range(2, rank), 1]
+    names = [f"twinframe_weight_{i}" for i in range(len(variables))]
+    signature = [input_spec] + [tf.TensorSpec(v.shape, v.dtype, name=name) for v, name in zip(variables, names)]
 
     @tf.function(input_signature=signature)
     def canonical_call(x, *weights):
         outputs, _ = net.stateless_call(list(weights[:trainable]), list(weights[trainable:]),
-                                        tf.transpose(x, to_last), training=False)
-        return [tf.transpose(o, [0, o.shape.rank - 1, *range(1, o.shape.rank - 1)]) if o.shape.rank >= 3 else o
-                for o in _as_list(outputs)]
+                                        _to_channels_last(x), training=False)
+        return _to_channels_first(outputs)
 
     proto, _ = tf2onnx.convert.from_function(canonical_call, input_signature=signature, opset=opset)
-    graph, values = proto.graph, dict(zip(weight_names, variables))
+    graph, values = proto.graph, dict(zip(names, variables))
     weights = [i for i in graph.input if i.name in values]
     for value_info in weights:
         graph.input.remove(value_info)
         graph.initializer.append(numpy_helper.from_array(np.asarray(values[value_info.name].numpy()), value_info.name))
     if len(weights) != len(variables):
-        raise RuntimeError(f"tf2onnx kept {len(weights)} of the {len(variables)} weight inputs of {handle!r}")
-    common.atomic_write(path, lambda target: onnx.save(proto, target))
-    opset_used, onnx_version = common.checked_onnx(path)
-    return {
-        "exporter": "tf2onnx (tf.function, weights as initializers)",
-        "opset": opset_used,
-        "versions": {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__, "onnx": onnx_version},
-        "input_layout": "NCHW (transposed inside the graph)",
-    }
+        raise RuntimeError(f"tf2onnx kept {len(weights)} of the {len(variables)} weight inputs of {net.name!r}")
+    return proto
 
 
 OPS = common.collect_ops(globals())

@@ -79,6 +79,11 @@ def free(handle: str) -> None:
     _models.drop(handle)
 
 
+def get_model(handle: str):
+    """The framework model behind a handle (for in-process users such as repro/)."""
+    return _models.get(handle)
+
+
 # -- canonical weights -------------------------------------------------------
 
 def canonical_weights(net: torch.nn.Module) -> dict[str, np.ndarray]:
