@@ -1,0 +1,205 @@
+"""Training recipes of the seed papers, framework-free (shared/spec/recipes.md).
+
+A recipe is data: the optimizer's update formula, the learning rate of every step (a NumPy
+table both frameworks read), the loss, clipping, the plateau / early-stopping rules and which
+checkpoint counts as best.  Both frameworks' trainers implement exactly these semantics.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from spec.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Adam family.  ``eps_placement``: "torch" adds eps to the bias-corrected sqrt(v_hat),
+    "keras" to the uncorrected sqrt(v) (with the correction folded into the step size).
+    ``decoupled``: AdamW (p -= lr * wd * p) instead of L2 added to the gradient."""
+
+    lr: float
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    eps_placement: str = "torch"
+    weight_decay: float = 0.0
+    decoupled: bool = False
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """ReduceLROnPlateau on validation loss: lr *= factor after ``patience`` epochs without a
+    strictly lower loss (torch's default threshold rule, mode "rel" 1e-4)."""
+
+    factor: float
+    patience: int
+    threshold: float = 1e-4
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    monitor: str  # "val_loss" (lower is better) or a metric (higher is better)
+    patience: int
+    min_lr: float | None = None  # also stop once the plateau rule took lr below this
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    optimizer: OptimizerSpec
+    loss: str  # cross_entropy | bce_logits | bce_dice
+    schedule: str  # medianet | cosine_per_epoch | constant
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    seed: int
+    best: str  # the validation quantity whose best epoch is the "best" checkpoint
+    default_model: str
+    label_smoothing: float = 0.0
+    clip_norm: float | None = None
+    plateau: Plateau | None = None
+    early_stopping: EarlyStopping | None = None
+    procedure: str = "end_to_end"  # medmnist_plus: end_to_end | linear_probing | knn
+    input_size: int | None = None  # zero-pad centrally to this size (medmnist_plus)
+    normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # mean, std
+    to_rgb: bool = False  # replicate grayscale to 3 channels
+    knn_k: int = 11
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.best != "val_loss"
+
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in (
+        Recipe("medianet", OptimizerSpec(1.6e-3, eps=1e-7, eps_placement="keras", weight_decay=0.01, decoupled=True),
+               loss="cross_entropy", label_smoothing=0.1, schedule="medianet", epochs=400, batch_size=192,
+               eval_batch_size=192, seed=153, best="val_acc", default_model="medianet_base69"),
+        Recipe("medmnist_plus", OptimizerSpec(1e-4, eps=1e-8, weight_decay=0.01, decoupled=True),
+               loss="cross_entropy", schedule="cosine_per_epoch", epochs=100, batch_size=64, eval_batch_size=256,
+               seed=9930641, best="val_loss", default_model="resnet18",
+               early_stopping=EarlyStopping("val_loss", 5), input_size=224, normalize=IMAGENET, to_rgb=True,
+               notes=("linear_probing keeps the frozen network in eval mode (BN statistics fixed, dropout off); "
+                      "the original left it in train mode",)),
+        Recipe("chest_multilabel", OptimizerSpec(5e-5, weight_decay=1e-4), loss="bce_logits", schedule="constant",
+               epochs=100, batch_size=32, eval_batch_size=64, seed=153, best="val_loss", default_model="resnet18",
+               clip_norm=1.0, plateau=Plateau(0.5, 3), early_stopping=EarlyStopping("val_loss", 10, min_lr=1e-6)),
+    )
+}
+
+# Specified in shared/spec/recipes.md, trainers not written yet: refused with a clear error.
+PLANNED = ("aecnn", "segmentation")
+PROCEDURES = ("end_to_end", "linear_probing", "knn")
+
+
+def get_recipe(name: str, **overrides) -> Recipe:
+    if name not in RECIPES:
+        planned = f" ({name} is specified but not implemented yet)" if name in PLANNED else ""
+        raise ConfigError(f"unknown recipe {name!r}{planned}; known recipes: {', '.join(sorted(RECIPES))}")
+    recipe = RECIPES[name]
+    unknown = sorted(set(overrides) - set(recipe.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"recipe {name!r} has no option(s) {unknown}")
+    if overrides.get("procedure", recipe.procedure) not in PROCEDURES:
+        raise ConfigError(f"procedure must be one of {PROCEDURES}, got {overrides['procedure']!r}")
+    if overrides.get("procedure", "end_to_end") != "end_to_end" and name != "medmnist_plus":
+        raise ConfigError(f"procedure {overrides['procedure']!r} belongs to the medmnist_plus recipe, not {name!r}")
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if key in overrides and int(overrides[key]) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {overrides[key]!r}")
+    return replace(recipe, **overrides)
+
+
+# -- learning-rate tables (one value per optimizer step) --------------------------
+
+def lr_table(recipe: Recipe, steps_per_epoch: int) -> np.ndarray:
+    """The learning rate of every step of the run, float64, before any plateau factor."""
+    if steps_per_epoch < 1:
+        raise ConfigError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    epochs, base = recipe.epochs, recipe.optimizer.lr
+    if recipe.schedule == "constant":
+        return np.full(epochs * steps_per_epoch, base)
+    if recipe.schedule == "cosine_per_epoch":
+        return np.repeat([cosine_epoch_lr(base, e, epochs) for e in range(epochs)], steps_per_epoch)
+    if recipe.schedule == "medianet":
+        return medianet_lr(epochs, steps_per_epoch)
+    raise ConfigError(f"unknown schedule {recipe.schedule!r}")
+
+
+def cosine_epoch_lr(base: float, epoch: int, epochs: int) -> float:
+    """torch CosineAnnealingLR(T_max=epochs) stepped after each epoch, as the medmnist_plus
+    script calls it: epochs 0 and 1 both at the base rate, epoch e >= 1 at
+    0.5 * base * (1 + cos(pi * (e - 1) / epochs))."""
+    return base if epoch == 0 else 0.5 * base * (1.0 + math.cos(math.pi * (epoch - 1) / epochs))
+
+
+MEDIANET_PEAK, MEDIANET_FLOOR, MEDIANET_FINAL_FACTOR = 1.6e-3, 7e-4, 0.042
+MEDIANET_PAPER_EPOCHS, MEDIANET_LINEAR_EPOCHS, MEDIANET_FLAT_EPOCHS = 400, 40, 40
+
+
+def medianet_lr(epochs: int, steps_per_epoch: int) -> np.ndarray:
+    """Linear 1.6e-3 -> 7e-4 over 40 epochs, cosine 7e-4 -> 7e-4 * 0.042 over (total - 80)
+    epochs, then flat.  Runs shorter than the paper's 400 epochs keep the phases' shares of
+    the run (10% linear, 80% cosine, the rest flat), so a short run still visits all three."""
+    total = epochs * steps_per_epoch
+    if epochs >= MEDIANET_PAPER_EPOCHS:
+        linear = MEDIANET_LINEAR_EPOCHS * steps_per_epoch
+        cosine = (epochs - 2 * MEDIANET_FLAT_EPOCHS) * steps_per_epoch
+    else:
+        linear = max(1, round(total * MEDIANET_LINEAR_EPOCHS / MEDIANET_PAPER_EPOCHS))
+        cosine = max(1, round(total * (MEDIANET_PAPER_EPOCHS - 2 * MEDIANET_FLAT_EPOCHS) / MEDIANET_PAPER_EPOCHS))
+    step = np.arange(total, dtype=np.float64)
+    floor = MEDIANET_FLOOR * MEDIANET_FINAL_FACTOR
+    in_cosine = np.clip(step - linear, 0, cosine) / cosine
+    table = floor + 0.5 * (MEDIANET_FLOOR - floor) * (1.0 + np.cos(np.pi * in_cosine))
+    ramp = MEDIANET_PEAK + (MEDIANET_FLOOR - MEDIANET_PEAK) * step / linear
+    return np.where(step < linear, ramp, table)
+
+
+# -- runtime rules (plateau, early stopping), on the NumPy side for both frameworks ---------
+
+@dataclass
+class PlateauState:
+    """The state of ReduceLROnPlateau and early stopping, saved with every checkpoint."""
+
+    factor: float = 1.0  # multiplies the lr table
+    best_loss: float = math.inf
+    bad_epochs: int = 0
+    best_monitor: float | None = None
+    stale_epochs: int = 0
+
+    def update(self, recipe: Recipe, val_loss: float, monitored: float) -> bool:
+        """Apply one epoch's validation results; True when training should stop."""
+        if recipe.plateau is not None:
+            if val_loss < self.best_loss * (1.0 - recipe.plateau.threshold):
+                self.best_loss, self.bad_epochs = val_loss, 0
+            else:
+                self.bad_epochs += 1
+                if self.bad_epochs > recipe.plateau.patience:
+                    self.factor *= recipe.plateau.factor
+                    self.bad_epochs = 0
+        rule = recipe.early_stopping
+        if rule is None:
+            return False
+        better = self.best_monitor is None or (monitored < self.best_monitor if rule.monitor == "val_loss"
+                                               else monitored > self.best_monitor)
+        self.best_monitor, self.stale_epochs = (monitored, 0) if better else (self.best_monitor, self.stale_epochs + 1)
+        below_min = rule.min_lr is not None and recipe.optimizer.lr * self.factor < rule.min_lr
+        return self.stale_epochs >= rule.patience or below_min
+
+
+def clip_norm_at(recipe: Recipe, epoch: int) -> float | None:
+    """chest_multilabel raises the clipping norm by 0.1 after every epoch past epoch 10, up to 5."""
+    if recipe.clip_norm is None or recipe.name != "chest_multilabel":
+        return recipe.clip_norm
+    return min(5.0, recipe.clip_norm + 0.1 * max(0, epoch - 10))

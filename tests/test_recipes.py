@@ -1,0 +1,71 @@
+"""Recipes as data: learning-rate tables, plateau and early stopping, option checks."""
+
+import math
+
+import numpy as np
+import pytest
+
+from spec.errors import ConfigError
+from spec.recipes import PlateauState, clip_norm_at, cosine_epoch_lr, get_recipe, lr_table, medianet_lr
+
+
+def test_medianet_table_at_paper_length_follows_the_three_phases():
+    steps = 3
+    table = medianet_lr(400, steps)
+    assert len(table) == 1200
+    assert table[0] == pytest.approx(1.6e-3)
+    assert table[40 * steps] == pytest.approx(7e-4)  # end of the linear phase
+    assert table[20 * steps] == pytest.approx((1.6e-3 + 7e-4) / 2)
+    floor = 7e-4 * 0.042
+    assert table[(40 + 320) * steps] == pytest.approx(floor)  # cosine over total - 80 epochs
+    assert np.all(table[(40 + 320) * steps:] == pytest.approx(floor))  # then flat
+    middle = (40 + 160) * steps
+    assert table[middle] == pytest.approx(floor + 0.5 * (7e-4 - floor))
+    assert np.all(np.diff(table) <= 1e-18)  # never rises
+
+
+def test_medianet_table_of_a_short_run_keeps_the_phase_shares():
+    table = medianet_lr(10, 10)  # 100 steps: 10 linear, 80 cosine, 10 flat
+    assert table[0] == pytest.approx(1.6e-3) and table[10] == pytest.approx(7e-4)
+    assert table[90] == pytest.approx(7e-4 * 0.042) and table[-1] == pytest.approx(7e-4 * 0.042)
+
+
+def test_medmnist_plus_cosine_is_stepped_after_each_epoch():
+    recipe = get_recipe("medmnist_plus", epochs=100)
+    table = lr_table(recipe, steps_per_epoch=2)
+    assert table[0] == table[1] == table[2] == table[3] == pytest.approx(1e-4)  # epochs 0 and 1
+    assert table[2 * 51] == pytest.approx(0.5 * 1e-4 * (1 + math.cos(math.pi * 50 / 100)))
+    assert cosine_epoch_lr(1e-4, 100, 100) == pytest.approx(0.5 * 1e-4 * (1 + math.cos(math.pi * 99 / 100)))
+
+
+def test_constant_recipes_and_bad_options():
+    assert np.all(lr_table(get_recipe("chest_multilabel", epochs=2), 5) == 5e-5)
+    with pytest.raises(ConfigError, match="unknown recipe 'aecnn' \\(aecnn is specified but not implemented yet\\)"):
+        get_recipe("aecnn")
+    with pytest.raises(ConfigError, match="has no option"):
+        get_recipe("medianet", learning_rate=1)
+    with pytest.raises(ConfigError, match="epochs must be >= 1"):
+        get_recipe("medianet", epochs=0)
+    with pytest.raises(ConfigError, match="belongs to the medmnist_plus recipe"):
+        get_recipe("medianet", procedure="knn")
+
+
+def test_plateau_halves_the_rate_after_patience_and_early_stopping_counts_epochs():
+    recipe = get_recipe("chest_multilabel")  # plateau factor 0.5 patience 3, early stop after 10
+    state = PlateauState()
+    stops = [state.update(recipe, loss, loss) for loss in (1.0, 0.9, 0.95, 0.95, 0.95)]
+    assert state.factor == 1.0 and not any(stops)
+    assert not state.update(recipe, 0.95, 0.95)  # fourth epoch without improvement: reduce
+    assert state.factor == 0.5
+    for _ in range(4):
+        stop = state.update(recipe, 0.95, 0.95)
+    assert stop is False and state.stale_epochs == 8
+    state.update(recipe, 0.95, 0.95)
+    assert state.update(recipe, 0.95, 0.95)  # 10 epochs without a lower val loss
+
+
+def test_chest_clipping_norm_grows_after_epoch_ten():
+    recipe = get_recipe("chest_multilabel")
+    assert [clip_norm_at(recipe, e) for e in (0, 10, 11, 15)] == pytest.approx([1.0, 1.0, 1.1, 1.5])
+    assert clip_norm_at(recipe, 100) == 5.0
+    assert clip_norm_at(get_recipe("medianet"), 50) is None
