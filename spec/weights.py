@@ -7,6 +7,7 @@ PyTorch layout (conv OIHW, dense (out, in), BN weight/bias/running_mean/running_
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -44,8 +45,21 @@ def save_canonical(
     arrays = {name: np.ascontiguousarray(value) for name, value in tensors.items()}
     check_finite(arrays, source=str(path))
     meta = {"format": FORMAT, "digest": digest(arrays), **(metadata or {})}
-    atomic_write_bytes(path, save(arrays, metadata={k: str(v) for k, v in meta.items()}))
+    atomic_write_bytes(path, with_sorted_header(save(arrays, metadata={k: str(v) for k, v in meta.items()})))
     return meta["digest"]
+
+
+def with_sorted_header(blob: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted.
+
+    safetensors writes the metadata in hash-map order, which changes from process to
+    process; sorted, equal weights and metadata give a byte-identical file (and sha256).
+    Tensor offsets are relative to the data section, so the data bytes stay as they are."""
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the format pads the header to 8 bytes with spaces
+    return len(text).to_bytes(8, "little") + text + blob[8 + size:]
 
 
 def load_canonical(path: str | os.PathLike) -> dict[str, np.ndarray]:

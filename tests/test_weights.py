@@ -101,3 +101,17 @@ def test_checkpoint_keys_from_dataparallel_and_legacy_torchvision_densenet():
     assert checkpoint_key("features.denseblock4.denselayer16.conv.2.weight") == "features.denseblock4.denselayer16.conv2.weight"
     assert checkpoint_key("features.denseblock1.denselayer1.norm1.weight") == "features.denseblock1.denselayer1.norm1.weight"
     assert checkpoint_key("features.transition1.norm.weight") == "features.transition1.norm.weight"
+
+
+def test_equal_weights_give_byte_identical_files_whatever_the_metadata_order(tmp_path):
+    import hashlib
+
+    from spec.weights import load_canonical, read_metadata, save_canonical
+
+    tensors = {"b.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "a.bias": np.ones(3, np.float32)}
+    save_canonical(tmp_path / "one.safetensors", tensors, {"framework": "torch", "epoch": "3"})
+    save_canonical(tmp_path / "two.safetensors", dict(reversed(list(tensors.items()))), {"epoch": "3", "framework": "torch"})
+    one, two = ((tmp_path / f"{n}.safetensors").read_bytes() for n in ("one", "two"))
+    assert hashlib.sha256(one).hexdigest() == hashlib.sha256(two).hexdigest()
+    assert read_metadata(tmp_path / "one.safetensors")["epoch"] == "3"
+    np.testing.assert_array_equal(load_canonical(tmp_path / "two.safetensors")["b.weight"], tensors["b.weight"])

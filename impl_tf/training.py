@@ -1,0 +1,141 @@
+"""One optimizer step of a spec recipe in TensorFlow/Keras.  Twin: impl_torch/training.py.
+
+The update formulas are written out (not keras.optimizers) so that both frameworks follow the
+recipe's formula term by term: eps placement, coupled L2 or decoupled weight decay,
+global-norm clipping.  Everything else of a run (data order, learning-rate table, plateau
+and early stopping, records) is framework-free, in repro/.  Arrays cross this interface in
+torch's NCHW layout; the model sees NHWC.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from spec.recipes import OptimizerSpec
+
+
+def classification_loss(kind: str, logits, target, label_smoothing: float = 0.0):
+    if kind == "cross_entropy":
+        log_p = tf.nn.log_softmax(logits, axis=1)
+        classes = logits.shape[1]
+        smoothed = tf.one_hot(tf.cast(target, tf.int32), classes, dtype=log_p.dtype) * (1.0 - label_smoothing) \
+            + label_smoothing / classes
+        return -tf.reduce_mean(tf.reduce_sum(smoothed * log_p, axis=1))
+    if kind == "bce_logits":
+        target = tf.cast(target, logits.dtype)
+        return tf.reduce_mean(tf.maximum(logits, 0.0) - logits * target + tf.math.log1p(tf.exp(-tf.abs(logits))))
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def last_dense(net: keras.Model) -> keras.layers.Dense:
+    """The classifier: the last Dense layer (its input is the pre-logit embedding)."""
+    dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)]
+    if not dense:
+        raise ValueError(f"{net.name} has no Dense classifier")
+    return dense[-1]
+
+
+def _nhwc(x: np.ndarray) -> tf.Tensor:
+    return tf.constant(np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x)
+
+
+class Trainer:
+    """Adam(W) steps on ``net``.  ``head_only``: linear probing, only the classifier trains and
+    the frozen network stays in inference mode (BN statistics fixed, dropout off)."""
+
+    def __init__(self, net: keras.Model, optimizer: OptimizerSpec, loss: str, label_smoothing: float = 0.0,
+                 head_only: bool = False):
+        self.net, self.spec, self.loss, self.label_smoothing = net, optimizer, loss, label_smoothing
+        self.head_only = head_only
+        head = {id(v) for v in last_dense(net).trainable_variables}
+        self.params = [v for v in net.trainable_variables if not head_only or id(v) in head]
+        self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.params]
+        self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.params]
+        self.step_count = 0
+        # traced once per input shape: eager Keras is several times slower per step
+        self._gradients = tf.function(self._loss_and_gradients, reduce_retracing=True)
+        self._update = tf.function(self._apply_adam, reduce_retracing=True)
+
+    def _loss_and_gradients(self, x, y):
+        with tf.GradientTape() as tape:
+            value = classification_loss(self.loss, self.net(x, training=not self.head_only), y, self.label_smoothing)
+            if self.net.losses:
+                value = value + tf.add_n(self.net.losses)
+        return value, tape.gradient(value, self.params)
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float, clip_norm: float | None = None) -> float:
+        value, grads = self._gradients(_nhwc(x), tf.constant(y))
+        if clip_norm is not None:
+            grads = clip_by_global_norm(grads, clip_norm)
+        self._adam(grads, lr)
+        return float(value)
+
+    def _adam(self, grads, lr: float) -> None:
+        """The step's scalars in Python (float64), as the torch twin; the update traced."""
+        s = self.spec
+        b1, b2 = s.betas
+        self.step_count += 1
+        correction1, correction2 = 1.0 - b1 ** self.step_count, 1.0 - b2 ** self.step_count
+        if s.eps_placement == "keras":
+            step_size, root_correction = lr * correction2 ** 0.5 / correction1, 1.0
+        else:
+            step_size, root_correction = lr / correction1, correction2 ** 0.5
+        decay = 1.0 - lr * s.weight_decay if s.decoupled else 1.0
+        scalars = (step_size, root_correction, decay)
+        self._update(list(grads), *(tf.constant(v, tf.float32) for v in scalars))
+
+    def _apply_adam(self, grads, step_size, root_correction, decay):
+        s = self.spec
+        b1, b2 = s.betas
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            if s.weight_decay and not s.decoupled:
+                g = g + s.weight_decay * p  # coupled L2, torch Adam(weight_decay)
+            m.assign(m * b1 + g * (1.0 - b1))
+            v.assign(v * b2 + g * g * (1.0 - b2))
+            if s.weight_decay and s.decoupled:
+                p.assign(p * decay)
+            if s.eps_placement == "keras":
+                p.assign_sub(step_size * m / (tf.sqrt(v) + s.eps))
+            else:
+                p.assign_sub(step_size * m / (tf.sqrt(v) / root_correction + s.eps))
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """Logits (inference mode) and the batch's loss without penalties."""
+        logits = self.net(_nhwc(x), training=False)
+        loss = classification_loss(self.loss, logits, tf.constant(y), self.label_smoothing)
+        return np.asarray(logits), float(loss)
+
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """Pre-logit embedding: the input of the classifier."""
+        features = keras.Model(self.net.inputs, last_dense(self.net).input)
+        return np.asarray(features(_nhwc(x), training=False))
+
+    # -- resume state: optimizer moments, step count and the RNG ------------------------
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        state = {f"m.{i}": m.numpy().copy() for i, m in enumerate(self.m)}
+        state.update({f"v.{i}": v.numpy().copy() for i, v in enumerate(self.v)})
+        state["step_count"] = np.asarray(self.step_count, np.int64)
+        # Keras' dropout draws from seed-generator state variables: part of the RNG state
+        state.update({f"seed.{i}": np.asarray(v.numpy()) for i, v in enumerate(_seed_states(self.net))})
+        return state
+
+    def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+        for i, (m, v) in enumerate(zip(self.m, self.v)):
+            m.assign(state[f"m.{i}"])
+            v.assign(state[f"v.{i}"])
+        self.step_count = int(state["step_count"])
+        for i, variable in enumerate(_seed_states(self.net)):
+            variable.assign(state[f"seed.{i}"])
+
+
+def _seed_states(net: keras.Model) -> list:
+    return [v for v in net.variables if "seed_generator" in v.path]
+
+
+def clip_by_global_norm(grads, max_norm: float):
+    """torch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1."""
+    norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.cast(g, tf.float64) ** 2) for g in grads]))
+    scale = min(1.0, max_norm / (float(norm) + 1e-6))
+    return [g * scale for g in grads] if scale < 1.0 else list(grads)

@@ -1,0 +1,130 @@
+"""One optimizer step of a spec recipe in PyTorch.  Twin: impl_tf/training.py.
+
+The update formulas are written out (not torch.optim) so that both frameworks follow the
+recipe's formula term by term: eps placement, coupled L2 or decoupled weight decay,
+global-norm clipping.  Everything else of a run (data order, learning-rate table, plateau
+and early stopping, records) is framework-free, in repro/.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spec.recipes import OptimizerSpec
+
+
+def classification_loss(kind: str, logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0):
+    if kind == "cross_entropy":
+        log_p = F.log_softmax(logits, dim=1)
+        classes = logits.shape[1]
+        smoothed = F.one_hot(target.long(), classes).to(log_p.dtype) * (1.0 - label_smoothing) + label_smoothing / classes
+        return -(smoothed * log_p).sum(dim=1).mean()
+    if kind == "bce_logits":
+        target = target.to(logits.dtype)
+        return (logits.clamp(min=0) - logits * target + torch.log1p(torch.exp(-logits.abs()))).mean()
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def last_linear(net: torch.nn.Module) -> torch.nn.Linear:
+    """The classifier: the last Linear layer (its input is the pre-logit embedding)."""
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(net).__name__} has no Linear classifier")
+    return linears[-1]
+
+
+class Trainer:
+    """Adam(W) steps on ``net``.  ``head_only``: linear probing, only the classifier trains and
+    the frozen network stays in eval mode (BN statistics fixed, dropout off)."""
+
+    def __init__(self, net: torch.nn.Module, optimizer: OptimizerSpec, loss: str, label_smoothing: float = 0.0,
+                 head_only: bool = False):
+        self.net, self.spec, self.loss, self.label_smoothing = net, optimizer, loss, label_smoothing
+        self.head_only = head_only
+        head = {id(p) for p in last_linear(net).parameters()}
+        self.params = [p for p in net.parameters() if not head_only or id(p) in head]
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.step_count = 0
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        value = classification_loss(self.loss, self.net(x), y, self.label_smoothing)
+        penalty = getattr(self.net, "regularization_loss", None)
+        return value + penalty() if penalty is not None else value
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float, clip_norm: float | None = None) -> float:
+        self.net.train(not self.head_only)
+        value = self._loss(torch.from_numpy(x), torch.from_numpy(y))
+        grads = torch.autograd.grad(value, self.params)
+        if clip_norm is not None:
+            grads = clip_by_global_norm(grads, clip_norm)
+        self._adam(grads, lr)
+        return float(value.detach())
+
+    def _adam(self, grads, lr: float) -> None:
+        """The step's scalars in Python (float64), as the TF twin; the update in float32."""
+        s = self.spec
+        b1, b2 = s.betas
+        self.step_count += 1
+        correction1, correction2 = 1.0 - b1 ** self.step_count, 1.0 - b2 ** self.step_count
+        if s.eps_placement == "keras":
+            step_size, root_correction = lr * correction2 ** 0.5 / correction1, 1.0
+        else:
+            step_size, root_correction = lr / correction1, correction2 ** 0.5
+        decay = 1.0 - lr * s.weight_decay if s.decoupled else 1.0
+        with torch.no_grad():
+            for p, g, m, v in zip(self.params, grads, self.m, self.v):
+                if s.weight_decay and not s.decoupled:
+                    g = g + s.weight_decay * p  # coupled L2, torch Adam(weight_decay)
+                m.mul_(b1).add_(g * (1.0 - b1))
+                v.mul_(b2).add_(g * g * (1.0 - b2))
+                if s.weight_decay and s.decoupled:
+                    p.mul_(decay)
+                if s.eps_placement == "keras":
+                    p.sub_(step_size * m / (v.sqrt() + s.eps))
+                else:
+                    p.sub_(step_size * m / (v.sqrt() / root_correction + s.eps))
+
+    @torch.no_grad()
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """Logits (eval mode) and the batch's loss without penalties."""
+        self.net.eval()
+        logits = self.net(torch.from_numpy(x))
+        loss = classification_loss(self.loss, logits, torch.from_numpy(y), self.label_smoothing)
+        return logits.numpy(), float(loss)
+
+    @torch.no_grad()
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """Pre-logit embedding: the input of the classifier."""
+        self.net.eval()
+        seen = []
+        hook = last_linear(self.net).register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0]))
+        try:
+            self.net(torch.from_numpy(x))
+        finally:
+            hook.remove()
+        return seen[0].numpy()
+
+    # -- resume state: optimizer moments, step count and the RNG ------------------------
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        state = {f"m.{i}": m.numpy().copy() for i, m in enumerate(self.m)}
+        state.update({f"v.{i}": v.numpy().copy() for i, v in enumerate(self.v)})
+        state["step_count"] = np.asarray(self.step_count, np.int64)
+        state["rng"] = torch.get_rng_state().numpy().copy()
+        return state
+
+    def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+        for i, (m, v) in enumerate(zip(self.m, self.v)):
+            m.copy_(torch.from_numpy(state[f"m.{i}"]))
+            v.copy_(torch.from_numpy(state[f"v.{i}"]))
+        self.step_count = int(state["step_count"])
+        torch.set_rng_state(torch.from_numpy(state["rng"]))
+
+
+def clip_by_global_norm(grads, max_norm: float):
+    """torch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1."""
+    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads))
+    scale = min(1.0, max_norm / (float(norm) + 1e-6))
+    return [g * scale for g in grads] if scale < 1.0 else list(grads)

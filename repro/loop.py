@@ -1,0 +1,161 @@
+"""The training loop of every recipe, framework-free: one loop, either framework's trainer.
+
+Everything that must be equal across frameworks happens here, in NumPy: the data order of
+each epoch (from the seed and the epoch number alone, so a resumed run sees the same
+batches), preprocessing, the learning-rate table, the plateau and early-stopping rules, the
+choice of the best checkpoint and the metrics.  The trainer only does forward, backward and
+the optimizer update.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from repro.record import RunRecord, sha256_file
+from spec import data as spec_data
+from spec import metrics as spec_metrics
+from spec.recipes import PlateauState, Recipe, clip_norm_at, lr_table
+
+MULTI_LABEL = "multi-label, binary-class"
+
+
+def preprocess(images: np.ndarray, recipe: Recipe) -> np.ndarray:
+    """uint8 NHWC -> float32 NCHW: pixel/255, grayscale to RGB, central zero-padding, mean/std."""
+    x = spec_data.to_float_nchw(images)
+    if recipe.to_rgb and x.shape[1] == 1:
+        x = np.repeat(x, 3, axis=1)
+    if recipe.normalize is not None:
+        mean, std = (np.asarray(v, np.float32).reshape(1, -1, 1, 1) for v in recipe.normalize)
+        x = (x - mean[:, : x.shape[1]]) / std[:, : x.shape[1]]
+    if recipe.input_size is not None and x.shape[-1] < recipe.input_size:
+        # normalise before padding, as the recipe: the padding is zeros of the normalised image
+        top = (recipe.input_size - x.shape[2]) // 2
+        left = (recipe.input_size - x.shape[3]) // 2
+        padded = np.zeros(x.shape[:2] + (recipe.input_size, recipe.input_size), np.float32)
+        padded[:, :, top:top + x.shape[2], left:left + x.shape[3]] = x
+        x = padded
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def loss_targets(labels: np.ndarray, task: str) -> np.ndarray:
+    """Class indices (int64, N) for single-label tasks, 0/1 float32 (N, L) for multi-label."""
+    return labels.astype(np.float32) if task == MULTI_LABEL else labels.reshape(len(labels), -1)[:, 0].astype(np.int64)
+
+
+@dataclass
+class LoopState:
+    """Where the run stands after its last completed epoch: saved with every checkpoint."""
+
+    next_epoch: int = 0
+    best_value: float | None = None
+    best_epoch: int | None = None
+    plateau: dict = field(default_factory=lambda: asdict(PlateauState()))
+    metric_lines: int = 0
+    stopped_early: bool = False
+
+
+class Progress:
+    """Epoch and batch progress on stderr (tqdm), silent when asked."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def bar(self, total: int, desc: str, leave: bool):
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, leave=leave, disable=not self.enabled, file=sys.stderr,
+                    dynamic_ncols=True, mininterval=0.5)
+
+
+def evaluate_split(trainer, split, recipe: Recipe, task: str) -> tuple[dict, np.ndarray]:
+    """Loss (mean over samples), ACC and AUC of one split; returns the logits too."""
+    logits, losses, n = [], 0.0, len(split.labels)
+    for index in spec_data.batch_slices(n, recipe.eval_batch_size):
+        out, loss = trainer.evaluate(preprocess(split.images[index], recipe), loss_targets(split.labels[index], task))
+        logits.append(out)
+        losses += loss * len(out)
+    logits = np.concatenate(logits)
+    scores = spec_metrics.evaluate(split.labels, logits, task)
+    return {"loss": losses / n, **scores}, logits
+
+
+def train(trainer, backend, dataset, recipe: Recipe, record: RunRecord, state: LoopState,
+          progress: Progress, max_epochs_this_call: int | None = None) -> LoopState:
+    """Run epochs from ``state.next_epoch``; checkpoint after each.  ``max_epochs_this_call``
+    stops early on purpose (the resume test interrupts a run this way)."""
+    train_split, task = dataset.splits["train"], dataset.task
+    n = len(train_split.labels)
+    batches = spec_data.batch_slices(n, recipe.batch_size)
+    table = lr_table(recipe, len(batches))
+    plateau = PlateauState(**state.plateau)
+    epochs = progress.bar(recipe.epochs, "epochs", leave=True)
+    epochs.update(state.next_epoch)
+    done_now = 0
+    for epoch in range(state.next_epoch, recipe.epochs):
+        if max_epochs_this_call is not None and done_now >= max_epochs_this_call:
+            break
+        started = time.perf_counter()
+        order = spec_data.epoch_order(recipe.seed, epoch, n)
+        clip = clip_norm_at(recipe, epoch)
+        bar = progress.bar(len(batches), f"epoch {epoch + 1}/{recipe.epochs}", leave=False)
+        train_loss = 0.0
+        for b, index in enumerate(batches):
+            step = epoch * len(batches) + b
+            lr = float(table[step] * plateau.factor)
+            rows = order[index]
+            x = preprocess(train_split.images[rows], recipe)
+            loss = trainer.train_step(x, loss_targets(train_split.labels[rows], task), lr, clip)
+            if not np.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss} at epoch {epoch}, step {step} (lr {lr:.3g}): training diverged")
+            train_loss += loss * len(rows)
+            record.log({"kind": "step", "epoch": epoch, "step": step, "loss": loss, "lr": lr})
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+        bar.close()
+        val, _ = evaluate_split(trainer, dataset.splits["val"], recipe, task)
+        weights = record.epoch_weights(epoch)
+        backend.save_weights(str(weights), {"epoch": str(epoch)})
+        entry = {"kind": "epoch", "epoch": epoch, "train_loss": train_loss / n,
+                 **{f"val_{k}": v for k, v in val.items()}, "lr_factor": plateau.factor,
+                 "weights": weights.name, "weights_sha256": sha256_file(weights),
+                 "wall_s": round(time.perf_counter() - started, 3)}
+        monitored = entry[recipe.best]
+        if state.best_value is None or (monitored > state.best_value if recipe.higher_is_better
+                                        else monitored < state.best_value):
+            state.best_value, state.best_epoch = monitored, epoch
+            backend.save_weights(str(record.path("best.safetensors")), {"epoch": str(epoch)})
+        entry["best_epoch"] = state.best_epoch
+        record.log(entry)
+        stop = plateau.update(recipe, val["loss"], monitored)
+        state.next_epoch, state.plateau = epoch + 1, asdict(plateau)
+        state.metric_lines, state.stopped_early = record.metric_lines(), stop
+        backend.save_weights(str(record.path("checkpoint.safetensors")), {"epoch": str(epoch)})
+        record.save_checkpoint(asdict(state), trainer.optimizer_state())
+        epochs.update(1)
+        epochs.set_postfix(val_loss=f"{val['loss']:.4f}", val_acc=f"{val['acc']:.3f}")
+        done_now += 1
+        if stop:
+            break
+    epochs.close()
+    return state
+
+
+def knn_evaluate(trainer, dataset, recipe: Recipe) -> dict:
+    """medmnist_plus knn: no training; k nearest train embeddings vote."""
+    def embed(split):
+        return np.concatenate([trainer.embed(preprocess(split.images[i], recipe))
+                               for i in spec_data.batch_slices(len(split.labels), recipe.eval_batch_size)])
+
+    train_split = dataset.splits["train"]
+    bank = embed(train_split)
+    results = {}
+    for name in ("val", "test"):
+        split = dataset.splits[name]
+        predicted = spec_metrics.knn_predict(bank, train_split.labels, embed(split), k=recipe.knn_k, task=dataset.task)
+        truth = split.labels if dataset.task == MULTI_LABEL else split.labels.reshape(-1)
+        results[f"{name}_acc"] = float(np.mean(predicted == truth))
+    return results

@@ -1,0 +1,218 @@
+"""Train a seed recipe in one framework, deterministically, and record everything.
+
+    python repro/run.py --framework torch --seed 153
+    python repro/run.py --framework tf --recipe medmnist_plus --model resnet18 \\
+        --dataset medmnist --flag pathmnist --size 28 --data-dir ~/.medmnist --epochs 3
+    python repro/run.py --resume runs/torch-medianet-resnet18-digits-s153-r1
+
+Each run writes a record directory (repro/record.py) under --runs-dir, or --out.  Options,
+data and model are checked before any framework is imported or any training starts.  Only
+the chosen framework is loaded in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python repro/run.py` from a checkout
+    sys.path.insert(0, str(ROOT))
+
+from repro.record import RunRecord, git_state, package_versions, platform_info, sha256_file  # noqa: E402
+from spec import data as spec_data  # noqa: E402
+from spec import models as spec_models  # noqa: E402
+from spec.errors import TwinframeError  # noqa: E402
+from spec.recipes import RECIPES, get_recipe  # noqa: E402
+
+DEFAULT_RECIPE, DEFAULT_MODEL, DEFAULT_DATASET = "medianet", "resnet18", "digits"
+DATASETS = ("digits", "medmnist", "medianet_folder")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python repro/run.py", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--framework", choices=("torch", "tf"), help="the framework that trains (required unless --resume)")
+    p.add_argument("--seed", type=int, help="seed of everything: init, data order (default: the recipe's)")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"one of {sorted(RECIPES)}")
+    p.add_argument("--procedure", choices=("end_to_end", "linear_probing", "knn"), help="medmnist_plus procedure")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="zoo model (python -m parity list)")
+    p.add_argument("--model-config", default="{}", help='extra model options as JSON, e.g. \'{"head": "global"}\'')
+    p.add_argument("--dataset", default=DEFAULT_DATASET, choices=DATASETS,
+                   help="digits: scikit-learn's bundled 8x8 digits; medmnist: FLAG[_SIZE].npz in --data-dir; "
+                        "medianet_folder: train/ validation/ test/ per-sample npz folders in --data-dir")
+    p.add_argument("--flag", help="MedMNIST flag (e.g. pathmnist) for --dataset medmnist")
+    p.add_argument("--size", type=int, default=28, help="MedMNIST image size (28, 64, 128, 224)")
+    p.add_argument("--data-dir", help="folder of the data files (medmnist, medianet_folder)")
+    p.add_argument("--limit", type=int, help="use only the first N samples of each split (quick runs)")
+    p.add_argument("--epochs", type=int, help="epochs (default: the recipe's)")
+    p.add_argument("--batch-size", type=int, help="training batch size (default: the recipe's)")
+    p.add_argument("--input-size", type=int, help="pad images centrally to this size (default: the recipe's)")
+    p.add_argument("--runs-dir", default="runs", help="where run directories are created")
+    p.add_argument("--out", help="this run's directory (must not exist); default: a new one under --runs-dir")
+    p.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--threads", type=int, default=1, help="intra- and inter-op threads of the framework")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda / gpu")
+    p.add_argument("--nondeterministic", action="store_true", help="leave the framework's default (faster) kernels on")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export of the final model")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--stop-after-epochs", type=int, help=argparse.SUPPRESS)  # tests: interrupt a run on purpose
+    return p
+
+
+def resolve_settings(args: argparse.Namespace) -> dict:
+    """Every option checked and resolved, before anything heavy happens."""
+    if args.resume:
+        return RunRecord.open_for_resume(args.resume).manifest()["settings"]
+    if args.framework is None:
+        raise TwinframeError("--framework is required (torch or tf) unless --resume is given")
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
+                                   ("input_size", args.input_size), ("procedure", args.procedure)) if v is not None}
+    recipe = get_recipe(args.recipe, **overrides)
+    if args.seed is not None:
+        recipe = get_recipe(args.recipe, **overrides, seed=args.seed)
+    try:
+        model_config = json.loads(args.model_config)
+    except json.JSONDecodeError as error:
+        raise TwinframeError(f"--model-config is not JSON: {error}") from None
+    if not isinstance(model_config, dict):
+        raise TwinframeError("--model-config must be a JSON object")
+    if args.dataset != "digits" and not args.data_dir:
+        raise TwinframeError(f"--dataset {args.dataset} needs --data-dir")
+    if args.dataset == "medmnist" and not args.flag:
+        raise TwinframeError(f"--dataset medmnist needs --flag (one of {', '.join(spec_data.MEDMNIST_FLAGS)})")
+    if args.limit is not None and args.limit < 1:
+        raise TwinframeError(f"--limit must be >= 1, got {args.limit}")
+    return {"framework": args.framework, "recipe": recipe.name, "recipe_overrides": {**overrides, "seed": recipe.seed},
+            "model": args.model, "model_config": model_config, "dataset": args.dataset, "flag": args.flag,
+            "size": args.size, "data_dir": str(Path(args.data_dir).expanduser().resolve()) if args.data_dir else None,
+            "limit": args.limit, "threads": args.threads, "device": args.device,
+            "deterministic": not args.nondeterministic, "onnx": not args.no_onnx}
+
+
+def load_dataset(settings: dict):
+    kind = settings["dataset"]
+    if kind == "digits":
+        dataset = spec_data.load_digits(seed=0)
+    elif kind == "medmnist":
+        dataset = spec_data.load_medmnist(settings["flag"], settings["size"], settings["data_dir"])
+    else:
+        dataset = spec_data.load_medianet_folder(settings["data_dir"])
+    if settings["limit"]:
+        dataset = spec_data.subset(dataset, {name: settings["limit"] for name in dataset.splits})
+    return dataset
+
+
+def model_config(settings: dict, recipe, dataset) -> dict:
+    outputs = dataset.num_labels if dataset.task == "multi-label, binary-class" else dataset.num_classes
+    channels = 3 if recipe.to_rgb else dataset.channels
+    config = {"num_classes": outputs, "in_channels": channels, **settings["model_config"]}
+    spec_models.resolve(settings["model"], **config)  # unknown model or option: fails here, before training
+    return config
+
+
+def default_run_dir(runs_dir: str, settings: dict, seed: int) -> Path:
+    stem = f"{settings['framework']}-{settings['recipe']}-{settings['model']}-{settings['dataset']}-s{seed}"
+    k = 1
+    while (Path(runs_dir) / f"{stem}-r{k}").exists():
+        k += 1
+    return Path(runs_dir) / f"{stem}-r{k}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = resolve_settings(args)
+        recipe = get_recipe(settings["recipe"], **settings["recipe_overrides"])
+        dataset = load_dataset(settings)
+        config = model_config(settings, recipe, dataset)
+    except (TwinframeError, ValueError, KeyError, OSError) as error:
+        parser.error(str(error))  # exit status 2, nothing written
+    from repro.backends import Backend  # the framework is imported only now
+    from repro.loop import LoopState, Progress, knn_evaluate, train
+
+    backend = Backend(settings["framework"], settings["threads"], settings["device"], settings["deterministic"])
+    built = backend.build(settings["model"], config, recipe.seed)
+    if args.resume:
+        record = RunRecord.open_for_resume(args.resume)
+        loop_dict, optimizer_state = record.load_checkpoint()
+        state = LoopState(**loop_dict)
+        record.truncate_metrics(state.metric_lines)
+        backend.load_weights(str(record.path("checkpoint.safetensors")))
+    else:
+        out = Path(args.out) if args.out else default_run_dir(args.runs_dir, settings, recipe.seed)
+        manifest = {
+            "command": shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(["repro/run.py", *argv]),
+            "settings": settings, "recipe": recipe.to_dict(), "model_config": config, "parameters": built["parameters"],
+            "seed": recipe.seed, "versions": package_versions(), "platform": platform_info(),
+            "environment": backend.environment, "git": git_state(ROOT),
+            "dataset": {"name": dataset.name, "task": dataset.task, "fingerprint": dataset.fingerprint(),
+                        "sizes": {k: len(v.labels) for k, v in dataset.splits.items()}},
+        }
+        try:
+            record = RunRecord.create(out, manifest)
+        except TwinframeError as error:
+            parser.error(str(error))
+        state, optimizer_state = LoopState(), None
+    trainer = backend.trainer(recipe)
+    if optimizer_state is not None:
+        trainer.load_optimizer_state(optimizer_state)
+    started = time.perf_counter()
+    print(f"run: {record.dir}  ({settings['framework']}, {recipe.name}, {settings['model']}, {dataset.name}, "
+          f"seed {recipe.seed})", file=sys.stderr)
+    if recipe.procedure == "knn":
+        summary = {"knn": knn_evaluate(trainer, dataset, recipe)}
+        backend.save_weights(str(record.path("final.safetensors")))
+    else:
+        state = train(trainer, backend, dataset, recipe, record, state, Progress(not args.no_progress),
+                      max_epochs_this_call=args.stop_after_epochs)
+        if state.next_epoch < recipe.epochs and not state.stopped_early:
+            print(f"stopped after epoch {state.next_epoch} on request; continue with --resume {record.dir}", file=sys.stderr)
+            return 3
+        summary = finish(backend, trainer, dataset, recipe, record, state, settings)
+    summary["wall_s"] = round(time.perf_counter() - started, 3)
+    record.complete(summary)
+    print_summary(record, summary)
+    return 0
+
+
+def finish(backend, trainer, dataset, recipe, record, state, settings) -> dict:
+    """Final weights and ONNX, then the test split with the best checkpoint's weights."""
+    from repro.loop import evaluate_split, preprocess
+
+    final = record.path("final.safetensors")
+    backend.save_weights(str(final))
+    summary = {"epochs_run": state.next_epoch, "stopped_early": state.stopped_early, "best_epoch": state.best_epoch,
+               f"best_{recipe.best}": state.best_value, "final_sha256": sha256_file(final)}
+    final_test, logits = evaluate_split(trainer, dataset.splits["test"], recipe, dataset.task)
+    summary["final_test"] = final_test
+    record.save_array("final_test_logits.npy", logits)
+    if settings["onnx"]:
+        sample = preprocess(dataset.splits["test"].images[:2], recipe)
+        backend.export_onnx(str(record.path("final.onnx")), list(sample.shape))
+        summary["onnx_sha256"] = sha256_file(record.path("final.onnx"))
+    backend.load_weights(str(record.path("best.safetensors")))
+    summary["best_test"], _ = evaluate_split(trainer, dataset.splits["test"], recipe, dataset.task)
+    return summary
+
+
+def print_summary(record: RunRecord, summary: dict) -> None:
+    lines = [f"run complete: {record.dir}"]
+    for key in ("epochs_run", "best_epoch", "stopped_early", "final_sha256", "wall_s"):
+        if key in summary:
+            lines.append(f"  {key:14s} {summary[key]}")
+    for key in ("final_test", "best_test", "knn"):
+        if key in summary:
+            lines.append(f"  {key:14s} " + "  ".join(f"{k} {v:.4f}" for k, v in summary[key].items()))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Datasets, framework-free (shared/spec/data.md): MedMNIST npz files, MeDiANet per-sample
+folders, scikit-learn's bundled digits, deterministic synthetic data in the same formats, and
+the data order that both frameworks consume.
+
+Images are uint8 N x H x W x C (grayscale keeps a channel axis), labels int64 N x L.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spec.errors import TwinframeError
+from spec.weights import atomic_write_bytes
+
+
+class DataError(TwinframeError, ValueError):
+    """Missing, corrupt or malformed data; the message names the file at fault."""
+
+
+@dataclass(frozen=True)
+class MedMNISTInfo:
+    task: str
+    channels: int
+    num_classes: int
+    split_sizes: tuple[int, int, int]
+
+
+MULTI_CLASS, MULTI_LABEL, BINARY, ORDINAL = "multi-class", "multi-label, binary-class", "binary-class", "ordinal-regression"
+MEDMNIST_FLAGS: dict[str, MedMNISTInfo] = {
+    "pathmnist": MedMNISTInfo(MULTI_CLASS, 3, 9, (89996, 10004, 7180)),
+    "chestmnist": MedMNISTInfo(MULTI_LABEL, 1, 14, (78468, 11219, 22433)),
+    "dermamnist": MedMNISTInfo(MULTI_CLASS, 3, 7, (7007, 1003, 2005)),
+    "octmnist": MedMNISTInfo(MULTI_CLASS, 1, 4, (97477, 10832, 1000)),
+    "pneumoniamnist": MedMNISTInfo(BINARY, 1, 2, (4708, 524, 624)),
+    "retinamnist": MedMNISTInfo(ORDINAL, 3, 5, (1080, 120, 400)),
+    "breastmnist": MedMNISTInfo(BINARY, 1, 2, (546, 78, 156)),
+    "bloodmnist": MedMNISTInfo(MULTI_CLASS, 3, 8, (11959, 1712, 3421)),
+    "tissuemnist": MedMNISTInfo(MULTI_CLASS, 1, 8, (165466, 23640, 47280)),
+    "organamnist": MedMNISTInfo(MULTI_CLASS, 1, 11, (34561, 6491, 17778)),
+    "organcmnist": MedMNISTInfo(MULTI_CLASS, 1, 11, (12975, 2392, 8216)),
+    "organsmnist": MedMNISTInfo(MULTI_CLASS, 1, 11, (13932, 2452, 8827)),
+}
+MEDMNIST_SIZES = (28, 64, 128, 224)
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    images: np.ndarray  # uint8 N x H x W x C
+    labels: np.ndarray  # int64 N x L
+
+
+@dataclass
+class Dataset:
+    name: str
+    task: str
+    num_classes: int
+    channels: int
+    splits: dict[str, Split]
+
+    @property
+    def num_labels(self) -> int:
+        return int(self.splits["train"].labels.shape[1])
+
+    def fingerprint(self) -> str:
+        """sha256 over name, task and every split's arrays (dtype, shape, bytes)."""
+        digest = hashlib.sha256(f"{self.name}|{self.task}|{self.num_classes}".encode())
+        for name in SPLITS:
+            for array in (self.splits[name].images, self.splits[name].labels):
+                digest.update(f"{name}|{array.dtype}|{array.shape}".encode())
+                digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+
+# -- MedMNIST ----------------------------------------------------------------
+
+def medmnist_info(flag: str) -> MedMNISTInfo:
+    if flag not in MEDMNIST_FLAGS:
+        raise DataError(f"unknown MedMNIST flag {flag!r}; known flags: {', '.join(MEDMNIST_FLAGS)}")
+    return MEDMNIST_FLAGS[flag]
+
+
+def medmnist_filename(flag: str, size: int) -> str:
+    medmnist_info(flag)
+    if size not in MEDMNIST_SIZES:
+        raise DataError(f"MedMNIST size must be one of {MEDMNIST_SIZES}, got {size}")
+    return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
+
+
+def load_medmnist(flag: str, size: int, root: str | os.PathLike) -> Dataset:
+    info = medmnist_info(flag)
+    path = Path(root).expanduser() / medmnist_filename(flag, size)
+    if not path.is_file():
+        raise DataError(f"MedMNIST file not found: {path} (download it with the medmnist package, or write a "
+                        f"synthetic one: python -m spec.data medmnist {flag} --size {size} --out {Path(root)})")
+    arrays = _read_npz(path)
+    splits = {}
+    for split in SPLITS:
+        images, labels = (_key(arrays, path, f"{split}_{kind}") for kind in ("images", "labels"))
+        splits[split] = _checked_split(path, split, images, labels, size, info)
+    return Dataset(flag, info.task, info.num_classes, info.channels, splits)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+        raise DataError(f"{path} is not a readable .npz file: {error}") from None
+
+
+def _key(arrays: dict, path: Path, key: str) -> np.ndarray:
+    if key not in arrays:
+        raise DataError(f"{path} has no key {key!r} (keys: {sorted(arrays)})")
+    return arrays[key]
+
+
+def _checked_split(path, split: str, images: np.ndarray, labels: np.ndarray, size: int, info: MedMNISTInfo) -> Split:
+    if images.ndim == 3:
+        images = images[..., None]
+    where = f"{path} [{split}]"
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:3] != (size, size):
+        raise DataError(f"{where}: images must be uint8 N x {size} x {size}[x C], got {images.dtype} {images.shape}")
+    if images.shape[3] != info.channels:
+        raise DataError(f"{where}: expected {info.channels} channel(s), got {images.shape[3]}")
+    width = info.num_classes if info.task == MULTI_LABEL else 1
+    labels = labels.reshape(len(labels), -1) if labels.ndim == 1 else labels
+    if labels.shape != (len(images), width):
+        raise DataError(f"{where}: labels must be {len(images)} x {width}, got {labels.shape}")
+    high = 1 if info.task == MULTI_LABEL else info.num_classes - 1
+    if labels.size and (labels.min() < 0 or labels.max() > high):
+        raise DataError(f"{where}: labels must lie in 0..{high}, found {labels.min()}..{labels.max()}")
+    return Split(np.ascontiguousarray(images), labels.astype(np.int64))
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def synthetic_images(rng: np.random.Generator, labels: np.ndarray, num_classes: int, size: int, channels: int,
+                     multi_label: bool) -> np.ndarray:
+    """Noise plus one fixed random pattern per class (per present label when multi-label):
+    a signal a small network learns in a few epochs."""
+    patterns = np.random.default_rng(12345).uniform(-1, 1, (num_classes, size, size, channels))
+    noise = rng.normal(0.0, 0.5, (len(labels), size, size, channels))
+    onehot = labels if multi_label else np.eye(num_classes)[labels[:, 0]]
+    signal = np.tensordot(onehot.astype(np.float64), patterns, axes=1)
+    return np.clip(127.5 + 50.0 * (noise + signal), 0, 255).astype(np.uint8)
+
+
+def write_synthetic_medmnist(root: str | os.PathLike, flag: str, size: int = 28,
+                             counts: tuple[int, int, int] = (600, 120, 120), seed: int = 0) -> Path:
+    info = medmnist_info(flag)
+    path = Path(root) / medmnist_filename(flag, size)
+    rng = np.random.default_rng([seed, size, MEDMNIST_SIZES.index(size)])
+    arrays = {}
+    for split, count in zip(SPLITS, counts):
+        if info.task == MULTI_LABEL:
+            labels = (rng.random((count, info.num_classes)) < 0.3).astype(np.uint8)
+        else:
+            labels = rng.integers(0, info.num_classes, (count, 1)).astype(np.uint8)
+        images = synthetic_images(rng, labels, info.num_classes, size, info.channels, info.task == MULTI_LABEL)
+        arrays[f"{split}_images"] = images[..., 0] if info.channels == 1 else images
+        arrays[f"{split}_labels"] = labels
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, _npz_bytes(arrays))
+    return path
+
+
+# -- MeDiANet per-sample folders ------------------------------------------------
+
+MEDIANET_FOLDERS = {"train": "train", "val": "validation", "test": "test"}
+
+
+def write_synthetic_medianet(root: str | os.PathLike, counts: tuple[int, int, int] = (70, 35, 35),
+                             num_classes: int = 35, size: int = 224, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for split, count in zip(SPLITS, counts):
+        folder = Path(root) / MEDIANET_FOLDERS[split]
+        folder.mkdir(parents=True, exist_ok=True)
+        labels = rng.integers(0, num_classes, (count, 1))
+        images = synthetic_images(rng, labels, num_classes, size, 3, multi_label=False)
+        for i, (image, label) in enumerate(zip(images, labels[:, 0])):
+            atomic_write_bytes(folder / f"{i:06d}.npz", _npz_bytes({"a": image, "b": np.asarray(label, np.int64)}))
+    return Path(root)
+
+
+def load_medianet_folder(root: str | os.PathLike, num_classes: int = 35) -> Dataset:
+    splits = {}
+    for split, folder_name in MEDIANET_FOLDERS.items():
+        folder = Path(root).expanduser() / folder_name
+        if not folder.is_dir():
+            raise DataError(f"MeDiANet data folder not found: {folder} (expected train/, validation/, test/)")
+        files = sorted(folder.glob("*.npz"))  # sorted: os.listdir order is not reproducible
+        if not files:
+            raise DataError(f"{folder} holds no .npz samples")
+        images, labels = [], []
+        for path in files:
+            arrays = _read_npz(path)
+            image, label = _key(arrays, path, "a"), _key(arrays, path, "b")
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise DataError(f"{path}: image 'a' must be uint8 H x W x 3, got {image.dtype} {image.shape}")
+            if images and image.shape != images[0].shape:
+                raise DataError(f"{path}: image shape {image.shape} differs from {files[0]}'s {images[0].shape}")
+            if label.size != 1 or not 0 <= int(label) < num_classes:
+                raise DataError(f"{path}: label 'b' must be one integer in 0..{num_classes - 1}, got {label!r}")
+            images.append(image)
+            labels.append(int(label))
+        splits[split] = Split(np.stack(images), np.asarray(labels, np.int64)[:, None])
+    return Dataset("medianet", MULTI_CLASS, num_classes, 3, splits)
+
+
+# -- digits (bundled with scikit-learn: a small real default) ---------------------
+
+def load_digits(seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15) -> Dataset:
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    images = np.round(bunch.images * 255.0 / 16.0).astype(np.uint8)[..., None]
+    labels = bunch.target.astype(np.int64)[:, None]
+    order = np.random.default_rng(seed).permutation(len(labels))
+    n_test, n_val = round(len(order) * test_fraction), round(len(order) * val_fraction)
+    parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+    splits = {name: Split(images[np.sort(idx)], labels[np.sort(idx)]) for name, idx in parts.items()}
+    return Dataset("digits", MULTI_CLASS, 10, 1, {name: splits[name] for name in SPLITS})
+
+
+def subset(dataset: Dataset, counts: dict[str, int]) -> Dataset:
+    """The first ``counts[split]`` samples of each split (quick runs)."""
+    splits = {name: Split(s.images[: counts.get(name, len(s.labels))], s.labels[: counts.get(name, len(s.labels))])
+              for name, s in dataset.splits.items()}
+    return Dataset(dataset.name, dataset.task, dataset.num_classes, dataset.channels, splits)
+
+
+# -- the data order both frameworks consume ------------------------------------------
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The permutation of epoch ``epoch``: from the seed and the epoch alone, so a resumed run
+    (or the other framework) sees exactly the same batches."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def batch_slices(n: int, batch_size: int, drop_last: bool = False) -> list[np.ndarray]:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    stops = range(0, n - batch_size + 1 if drop_last else n, batch_size)
+    return [np.arange(start, min(start + batch_size, n)) for start in stops]
+
+
+def to_float_nchw(images: np.ndarray) -> np.ndarray:
+    """uint8 N x H x W x C -> float32 N x C x H x W in [0, 1]."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)

@@ -1,0 +1,120 @@
+"""repro/run.py end to end, in subprocesses (this process never loads a framework).
+
+Short runs on a slice of the digits set: determinism (two runs, bitwise-equal weights and
+equal metrics), resume after an interruption (bitwise equal to the uninterrupted run), the
+record's files, and clear errors for bad options before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = ["--recipe", "medianet", "--model", "medianet_base69", "--model-config", "{\"head\": \"global\"}", "--input-size", "32",
+         "--limit", "96", "--epochs", "2", "--batch-size", "32",
+         "--no-progress"]
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(ROOT / "repro" / "run.py"), *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"run.py {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
+    return result
+
+
+def epochs_of(directory: Path) -> list[dict]:
+    lines = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in line.items() if k != "wall_s"} for line in lines]
+
+
+@pytest.fixture(scope="module", params=["torch", "tf"])
+def framework_runs(request, tmp_path_factory):
+    """Two full runs and one interrupted-then-resumed run of the same settings."""
+    framework, base = request.param, tmp_path_factory.mktemp(f"runs-{request.param}")
+    first, second, resumed = base / "first", base / "second", base / "resumed"
+    run("--framework", framework, *QUICK, "--out", str(first))
+    run("--framework", framework, *QUICK, "--out", str(second), "--no-onnx")
+    interrupted = run("--framework", framework, *QUICK, "--out", str(resumed), "--no-onnx", "--stop-after-epochs", "1",
+                      check=False)
+    return framework, first, second, resumed, interrupted
+
+
+def test_a_run_writes_a_complete_record(framework_runs):
+    framework, first, *_ = framework_runs
+    manifest = json.loads((first / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["settings"]["framework"] == framework and manifest["seed"] == 153
+    assert {"python", "numpy", "onnx"} <= set(manifest["versions"])
+    assert manifest["environment"]["threads"]["intra_op"] == 1
+    assert manifest["git"]["commit"] and len(manifest["dataset"]["fingerprint"]) == 64
+    epochs = [e for e in epochs_of(first) if e["kind"] == "epoch"]
+    steps = [e for e in epochs_of(first) if e["kind"] == "step"]
+    assert [e["epoch"] for e in epochs] == [0, 1] and len(steps) == 2 * 3  # 96 samples / 32
+    assert all((first / "weights" / e["weights"]).is_file() and len(e["weights_sha256"]) == 64 for e in epochs)
+    for name in ("best.safetensors", "final.safetensors", "final.onnx", "final_test_logits.npy"):
+        assert (first / name).is_file(), name
+    summary = manifest["summary"]
+    assert 0.0 <= summary["final_test"]["acc"] <= 1.0 and 0.0 <= summary["final_test"]["auc"] <= 1.0
+
+
+def test_same_seed_runs_are_bitwise_identical(framework_runs):
+    _, first, second, *_ = framework_runs
+    summaries = [json.loads((d / "manifest.json").read_text())["summary"] for d in (first, second)]
+    assert summaries[0]["final_sha256"] == summaries[1]["final_sha256"]
+    assert epochs_of(first) == epochs_of(second)  # every step's loss and lr, every epoch metric and sha256
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(framework_runs):
+    _, first, _, resumed, interrupted = framework_runs
+    assert interrupted.returncode == 3, interrupted.stderr[-2000:]
+    assert "continue with --resume" in interrupted.stderr
+    assert json.loads((resumed / "manifest.json").read_text())["status"] == "running"  # does not look complete
+    run("--resume", str(resumed), "--no-progress")
+    manifest = json.loads((resumed / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["summary"]["final_sha256"] == json.loads((first / "manifest.json").read_text())["summary"]["final_sha256"]
+    assert epochs_of(resumed) == epochs_of(first)
+
+
+def test_a_run_is_never_overwritten_and_a_complete_one_not_resumed(framework_runs):
+    framework, first, *_ = framework_runs
+    before = (first / "manifest.json").read_bytes()
+    result = run("--framework", framework, *QUICK, "--out", str(first), check=False)
+    assert result.returncode == 2 and "already exists" in result.stderr
+    result = run("--resume", str(first), check=False)
+    assert result.returncode == 2 and "already complete" in result.stderr
+    assert (first / "manifest.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--framework", "torch", "--recipe", "nope"], "unknown recipe 'nope'"),
+    (["--framework", "torch", "--model", "resnet19"], "unknown model 'resnet19'"),
+    (["--framework", "torch", "--dataset", "medmnist", "--data-dir", "/nonexistent", "--flag", "pathmnist"],
+     "/nonexistent"),
+    (["--framework", "torch", "--dataset", "medmnist", "--data-dir", "/tmp"], "needs --flag"),
+    (["--framework", "torch", "--model-config", "{bad"], "--model-config is not JSON"),
+    (["--framework", "torch", "--epochs", "0"], "epochs must be >= 1"),
+    (["--recipe", "medianet"], "--framework is required"),
+    (["--resume", "/nonexistent/run"], "no manifest.json"),
+])
+def test_bad_options_fail_before_anything_is_written(tmp_path, args, message):
+    out = tmp_path / "run"
+    result = run(*args, "--out", str(out), check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not out.exists()
+
+
+def test_help_documents_every_option():
+    text = run("--help").stdout
+    for option in ("--framework", "--seed", "--recipe", "--procedure", "--model", "--model-config", "--dataset",
+                   "--flag", "--size", "--data-dir", "--limit", "--epochs", "--batch-size", "--input-size",
+                   "--runs-dir", "--out", "--resume", "--threads", "--device", "--nondeterministic", "--no-onnx",
+                   "--no-progress"):
+        assert option in text, option
