@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.twinframe-installed
 
-.PHONY: setup demo test test-slow test-unit test-parity lint-imports clean
+.PHONY: setup demo test test-slow test-unit test-parity bench lint-imports clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ test-unit: setup
 
 test-parity: setup
 	$(PY) -m pytest parity
+
+# training-loop throughput: pipeline vs bare loop, deterministic vs default (reports/bench.*)
+bench: setup
+	$(PY) repro/bench.py
 
 lint-imports: setup
 	$(VENV)/bin/lint-imports

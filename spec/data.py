@@ -1,8 +1,9 @@
 """Datasets, framework-free (shared/spec/data.md): MedMNIST npz files, MeDiANet per-sample
-folders, scikit-learn's bundled digits, deterministic synthetic data in the same formats, and
-the data order that both frameworks consume.
+folders, scikit-learn's bundled digits, a segmentation set, deterministic synthetic data in the
+same formats, and the data order that both frameworks consume.
 
-Images are uint8 N x H x W x C (grayscale keeps a channel axis), labels int64 N x L.
+Images are uint8 N x H x W x C (grayscale keeps a channel axis), labels int64 N x L
+(segmentation: masks, int64 N x H x W x 1).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import hashlib
 import io
 import os
 import zipfile
+import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +36,7 @@ class MedMNISTInfo:
 
 
 MULTI_CLASS, MULTI_LABEL, BINARY, ORDINAL = "multi-class", "multi-label, binary-class", "binary-class", "ordinal-regression"
+SEGMENTATION = "segmentation"
 MEDMNIST_FLAGS: dict[str, MedMNISTInfo] = {
     "pathmnist": MedMNISTInfo(MULTI_CLASS, 3, 9, (89996, 10004, 7180)),
     "chestmnist": MedMNISTInfo(MULTI_LABEL, 1, 14, (78468, 11219, 22433)),
@@ -67,7 +71,8 @@ class Dataset:
 
     @property
     def num_labels(self) -> int:
-        return int(self.splits["train"].labels.shape[1])
+        """L of N x L labels (14 for chestmnist); 1 for segmentation masks N x H x W x 1."""
+        return int(self.splits["train"].labels.shape[-1])
 
     def fingerprint(self) -> str:
         """sha256 over name, task and every split's arrays (dtype, shape, bytes)."""
@@ -99,7 +104,7 @@ def load_medmnist(flag: str, size: int, root: str | os.PathLike) -> Dataset:
     path = Path(root).expanduser() / medmnist_filename(flag, size)
     if not path.is_file():
         raise DataError(f"MedMNIST file not found: {path} (download it with the medmnist package, or write a "
-                        f"synthetic one: python -m spec.data medmnist {flag} --size {size} --out {Path(root)})")
+                        f"synthetic one: spec.data.write_synthetic_medmnist({str(Path(root))!r}, {flag!r}, {size}))")
     arrays = _read_npz(path)
     splits = {}
     for split in SPLITS:
@@ -109,10 +114,14 @@ def load_medmnist(flag: str, size: int, root: str | os.PathLike) -> Dataset:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """All arrays of an npz, read eagerly so that corruption inside a member surfaces here."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy holds no keys
+            raise ValueError("not an npz archive")
+        with loaded:
+            return {key: loaded[key] for key in loaded.files}
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as error:
         raise DataError(f"{path} is not a readable .npz file: {error}") from None
 
 
@@ -130,6 +139,8 @@ def _checked_split(path, split: str, images: np.ndarray, labels: np.ndarray, siz
         raise DataError(f"{where}: images must be uint8 N x {size} x {size}[x C], got {images.dtype} {images.shape}")
     if images.shape[3] != info.channels:
         raise DataError(f"{where}: expected {info.channels} channel(s), got {images.shape[3]}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{where}: labels must be integers, got {labels.dtype}")
     width = info.num_classes if info.task == MULTI_LABEL else 1
     labels = labels.reshape(len(labels), -1) if labels.ndim == 1 else labels
     if labels.shape != (len(images), width):
@@ -194,29 +205,99 @@ def write_synthetic_medianet(root: str | os.PathLike, counts: tuple[int, int, in
     return Path(root)
 
 
-def load_medianet_folder(root: str | os.PathLike, num_classes: int = 35) -> Dataset:
+def load_medianet_folder(root: str | os.PathLike, size: int | None = None, num_classes: int = 35) -> Dataset:
+    """train/, validation/, test/ of one-sample npz files, read in sorted file-name order.
+    ``size`` checks every image is size x size; None accepts any size shared by all files."""
     splits = {}
     for split, folder_name in MEDIANET_FOLDERS.items():
         folder = Path(root).expanduser() / folder_name
         if not folder.is_dir():
-            raise DataError(f"MeDiANet data folder not found: {folder} (expected train/, validation/, test/)")
+            raise DataError(f"MeDiANet data folder not found: {folder} (expected train/, validation/, test/; "
+                            f"spec.data.write_synthetic_medianet writes a synthetic one)")
         files = sorted(folder.glob("*.npz"))  # sorted: os.listdir order is not reproducible
         if not files:
             raise DataError(f"{folder} holds no .npz samples")
-        images, labels = [], []
-        for path in files:
-            arrays = _read_npz(path)
-            image, label = _key(arrays, path, "a"), _key(arrays, path, "b")
-            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                raise DataError(f"{path}: image 'a' must be uint8 H x W x 3, got {image.dtype} {image.shape}")
-            if images and image.shape != images[0].shape:
-                raise DataError(f"{path}: image shape {image.shape} differs from {files[0]}'s {images[0].shape}")
-            if label.size != 1 or not 0 <= int(label) < num_classes:
-                raise DataError(f"{path}: label 'b' must be one integer in 0..{num_classes - 1}, got {label!r}")
-            images.append(image)
-            labels.append(int(label))
-        splits[split] = Split(np.stack(images), np.asarray(labels, np.int64)[:, None])
+        samples = [_medianet_sample(path, size, num_classes) for path in files]
+        _check_same_shape(files, [image for image, _ in samples])
+        images = np.stack([image for image, _ in samples])
+        labels = np.asarray([label for _, label in samples], np.int64)[:, None]
+        splits[split] = Split(images, labels)
     return Dataset("medianet", MULTI_CLASS, num_classes, 3, splits)
+
+
+def _medianet_sample(path: Path, size: int | None, num_classes: int) -> tuple[np.ndarray, int]:
+    arrays = _read_npz(path)
+    image, label = _key(arrays, path, "a"), _key(arrays, path, "b")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise DataError(f"{path}: image 'a' must be uint8 H x W x 3, got {image.dtype} {image.shape}")
+    if size is not None and image.shape[:2] != (size, size):
+        raise DataError(f"{path}: image 'a' must be {size} x {size} x 3, got {image.shape}")
+    if label.size != 1 or not np.issubdtype(label.dtype, np.integer) or not 0 <= label.item() < num_classes:
+        raise DataError(f"{path}: label 'b' must be one integer in 0..{num_classes - 1}, got {label!r}")
+    return image, int(label.item())
+
+
+def _check_same_shape(files: list[Path], images: list[np.ndarray]) -> None:
+    for path, image in zip(files, images):
+        if image.shape != images[0].shape:
+            raise DataError(f"{path}: image shape {image.shape} differs from {files[0]}'s {images[0].shape}")
+
+
+# -- synthetic segmentation (images + binary masks) ----------------------------------
+
+SEGMENTATION_FILENAME = "segmentation.npz"
+
+
+def random_disc_masks(rng: np.random.Generator, count: int, size: int) -> np.ndarray:
+    """uint8 count x size x size x 1 masks, each the union of 1-3 random filled ellipses."""
+    rows, cols = np.mgrid[0:size, 0:size]
+    masks = np.zeros((count, size, size), np.uint8)
+    for mask in masks:
+        for _ in range(rng.integers(1, 4)):
+            centre = rng.uniform(0.2 * size, 0.8 * size, 2)
+            radii = rng.uniform(0.08 * size, 0.25 * size, 2)
+            inside = ((rows - centre[0]) / radii[0]) ** 2 + ((cols - centre[1]) / radii[1]) ** 2 <= 1.0
+            mask[inside] = 1
+    return masks[..., None]
+
+
+def write_synthetic_segmentation(root: str | os.PathLike, counts: tuple[int, int, int] = (64, 16, 16),
+                                 size: int = 64, seed: int = 0) -> Path:
+    """root/segmentation.npz: ``{split}_images`` N x S x S x 3 uint8, ``{split}_masks`` N x S x S x 1
+    uint8 0/1; pixels inside the mask are brighter (plus noise), so a network can learn the masks."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, count in zip(SPLITS, counts):
+        masks = random_disc_masks(rng, count, size)
+        noise = rng.normal(0.0, 25.0, (count, size, size, 3))
+        arrays[f"{split}_images"] = np.clip(80.0 + 90.0 * masks + noise, 0, 255).astype(np.uint8)
+        arrays[f"{split}_masks"] = masks
+    path = Path(root) / SEGMENTATION_FILENAME
+    atomic_write_bytes(path, _npz_bytes(arrays))
+    return path
+
+
+def load_segmentation(path: str | os.PathLike) -> Dataset:
+    """A segmentation npz (see write_synthetic_segmentation) as a Dataset whose labels are the masks."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"segmentation file not found: {path} "
+                        f"(spec.data.write_synthetic_segmentation writes a synthetic one)")
+    arrays = _read_npz(path)
+    splits = {split: _checked_segmentation_split(path, split, _key(arrays, path, f"{split}_images"),
+                                                 _key(arrays, path, f"{split}_masks")) for split in SPLITS}
+    return Dataset(path.stem, SEGMENTATION, 1, splits["train"].images.shape[3], splits)
+
+
+def _checked_segmentation_split(path: Path, split: str, images: np.ndarray, masks: np.ndarray) -> Split:
+    where = f"{path} [{split}]"
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise DataError(f"{where}: images must be uint8 N x H x W x C, got {images.dtype} {images.shape}")
+    if masks.shape != images.shape[:3] + (1,):
+        raise DataError(f"{where}: masks must be {images.shape[:3] + (1,)}, got {masks.shape}")
+    if masks.size and not np.isin(masks, (0, 1)).all():
+        raise DataError(f"{where}: mask values must be 0 or 1, found {np.unique(masks)[:10]}")
+    return Split(images, masks.astype(np.int64))
 
 
 # -- digits (bundled with scikit-learn: a small real default) ---------------------
@@ -234,10 +315,14 @@ def load_digits(seed: int = 0, val_fraction: float = 0.15, test_fraction: float 
     return Dataset("digits", MULTI_CLASS, 10, 1, {name: splits[name] for name in SPLITS})
 
 
-def subset(dataset: Dataset, counts: dict[str, int]) -> Dataset:
-    """The first ``counts[split]`` samples of each split (quick runs)."""
-    splits = {name: Split(s.images[: counts.get(name, len(s.labels))], s.labels[: counts.get(name, len(s.labels))])
-              for name, s in dataset.splits.items()}
+def subset(dataset: Dataset, counts: Mapping[str, int] | int) -> Dataset:
+    """The first ``counts[split]`` samples of each split (one int: of every split), for quick runs;
+    a split that ``counts`` leaves out is kept whole."""
+    def first(name: str, split: Split) -> Split:
+        k = counts if isinstance(counts, int) else counts.get(name, len(split.labels))
+        return Split(split.images[:k], split.labels[:k])
+
+    splits = {name: first(name, split) for name, split in dataset.splits.items()}
     return Dataset(dataset.name, dataset.task, dataset.num_classes, dataset.channels, splits)
 
 
@@ -251,7 +336,7 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 def batch_slices(n: int, batch_size: int, drop_last: bool = False) -> list[np.ndarray]:
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise DataError(f"batch_size must be >= 1, got {batch_size}")
     stops = range(0, n - batch_size + 1 if drop_last else n, batch_size)
     return [np.arange(start, min(start + batch_size, n)) for start in stops]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-QUICK = ["--recipe", "medianet", "--model", "medianet_base69", "--model-config", "{\"head\": \"global\"}", "--input-size", "32",
-         "--limit", "96", "--epochs", "2", "--batch-size", "32",
+# ResNet-18 on the 8x8 digits: TF traces MeDiANet's step for ~70 s, ResNet-18's in seconds
+QUICK = ["--recipe", "medianet", "--model", "resnet18", "--limit", "96", "--epochs", "2", "--batch-size", "32",
          "--no-progress"]
 
 
