@@ -171,8 +171,13 @@ def main(argv: list[str] | None = None) -> int:
         summary = {"knn": knn_evaluate(trainer, dataset, recipe)}
         backend.save_weights(str(record.path("final.safetensors")))
     else:
-        state = train(trainer, backend, dataset, recipe, record, state, Progress(not args.no_progress),
-                      max_epochs_this_call=args.stop_after_epochs)
+        try:
+            state = train(trainer, backend, dataset, recipe, record, state, Progress(not args.no_progress),
+                          max_epochs_this_call=args.stop_after_epochs)
+        except (FloatingPointError, TwinframeError) as error:  # diverged (NaN loss or weights)
+            print(f"error: {error}\nthe record {record.dir} stays marked running: it is not a complete run",
+                  file=sys.stderr)
+            return 1
         if state.next_epoch < recipe.epochs and not state.stopped_early:
             print(f"stopped after epoch {state.next_epoch} on request; continue with --resume {record.dir}", file=sys.stderr)
             return 3
@@ -192,15 +197,32 @@ def finish(backend, trainer, dataset, recipe, record, state, settings) -> dict:
     summary = {"epochs_run": state.next_epoch, "stopped_early": state.stopped_early, "best_epoch": state.best_epoch,
                f"best_{recipe.best}": state.best_value, "final_sha256": sha256_file(final)}
     final_test, logits = evaluate_split(trainer, dataset.splits["test"], recipe, dataset.task)
-    summary["final_test"] = final_test
+    summary["final_test"] = {**final_test, **label_metrics(recipe, dataset, logits)}
     record.save_array("final_test_logits.npy", logits)
     if settings["onnx"]:
         sample = preprocess(dataset.splits["test"].images[:2], recipe)
         backend.export_onnx(str(record.path("final.onnx")), list(sample.shape))
         summary["onnx_sha256"] = sha256_file(record.path("final.onnx"))
     backend.load_weights(str(record.path("best.safetensors")))
-    summary["best_test"], _ = evaluate_split(trainer, dataset.splits["test"], recipe, dataset.task)
+    best_test, logits = evaluate_split(trainer, dataset.splits["test"], recipe, dataset.task)
+    summary["best_test"] = {**best_test, **label_metrics(recipe, dataset, logits)}
     return summary
+
+
+def label_metrics(recipe, dataset, logits) -> dict:
+    """Multi-label: the per-label ROC-AUC table.  chest_multilabel on 15 labels (14 findings and
+    "No Finding" last, as the seed) adds normal/abnormal accuracy and disease recall; ChestMNIST's
+    14 labels have no "No Finding" column, so there they are not defined."""
+    from spec import metrics
+
+    if dataset.task != metrics.MULTI_LABEL:
+        return {}
+    truth, scores = dataset.splits["test"].labels, metrics.sigmoid(logits)
+    extra = {"per_label_auc": metrics.per_label_auc(truth, scores)}
+    if recipe.name == "chest_multilabel" and truth.shape[1] == 15:
+        extra["normal_abnormal_acc"] = metrics.normal_abnormal_accuracy(truth, scores)
+        extra["disease_recall"] = metrics.disease_recall(truth, scores)
+    return extra
 
 
 def print_summary(record: RunRecord, summary: dict) -> None:
@@ -210,7 +232,8 @@ def print_summary(record: RunRecord, summary: dict) -> None:
             lines.append(f"  {key:14s} {summary[key]}")
     for key in ("final_test", "best_test", "knn"):
         if key in summary:
-            lines.append(f"  {key:14s} " + "  ".join(f"{k} {v:.4f}" for k, v in summary[key].items()))
+            lines.append(f"  {key:14s} " + "  ".join(f"{k} {v:.4f}" for k, v in summary[key].items()
+                                                     if isinstance(v, float)))
     print("\n".join(lines))
 
 

@@ -118,3 +118,30 @@ def test_help_documents_every_option():
                    "--runs-dir", "--out", "--resume", "--threads", "--device", "--nondeterministic", "--no-onnx",
                    "--no-progress"):
         assert option in text, option
+
+
+def test_chest_recipe_on_synthetic_chestmnist_reports_the_per_label_table(tmp_path):
+    from spec.data import write_synthetic_medmnist
+
+    write_synthetic_medmnist(tmp_path / "data", "chestmnist", 28, counts=(64, 32, 32), seed=1)
+    out = tmp_path / "run"
+    run("--framework", "torch", "--recipe", "chest_multilabel", "--model", "resnet18", "--dataset", "medmnist",
+        "--flag", "chestmnist", "--data-dir", str(tmp_path / "data"), "--epochs", "1", "--no-onnx", "--no-progress",
+        "--out", str(out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["dataset"]["task"] == "multi-label, binary-class" and manifest["model_config"]["num_classes"] == 14
+    test = manifest["summary"]["best_test"]
+    assert len(test["per_label_auc"]) == 14
+    assert "normal_abnormal_acc" not in test  # ChestMNIST has no "No Finding" column
+    steps = [e for e in epochs_of(out) if e["kind"] == "step"]
+    assert len(steps) == 2 and all(e["lr"] == 5e-5 for e in steps)  # batch 32, constant Adam lr
+
+
+def test_knn_procedure_trains_nothing_and_votes(tmp_path):
+    out = tmp_path / "run"
+    run("--framework", "tf", "--recipe", "medmnist_plus", "--procedure", "knn", "--model", "resnet18",
+        "--input-size", "16", "--limit", "64", "--no-progress", "--out", str(out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    knn = manifest["summary"]["knn"]
+    assert set(knn) == {"val_acc", "test_acc"} and 0.0 <= knn["test_acc"] <= 1.0
+    assert epochs_of(out) == []  # no optimizer step
