@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from spec.recipes import OptimizerSpec
+from spec.recipes import OptimizerSpec, adam_step_scalars
 
 
 def classification_loss(kind: str, logits, target, label_smoothing: float = 0.0):
@@ -73,17 +73,9 @@ class Trainer:
         return float(value)
 
     def _adam(self, grads, lr: float) -> None:
-        """The step's scalars in Python (float64), as the torch twin; the update traced."""
-        s = self.spec
-        b1, b2 = s.betas
+        """Scalars from spec (float64, the same for both twins); the update traced."""
         self.step_count += 1
-        correction1, correction2 = 1.0 - b1 ** self.step_count, 1.0 - b2 ** self.step_count
-        if s.eps_placement == "keras":
-            step_size, root_correction = lr * correction2 ** 0.5 / correction1, 1.0
-        else:
-            step_size, root_correction = lr / correction1, correction2 ** 0.5
-        decay = 1.0 - lr * s.weight_decay if s.decoupled else 1.0
-        scalars = (step_size, root_correction, decay)
+        scalars = adam_step_scalars(self.spec, self.step_count, lr)
         self._update(list(grads), *(tf.constant(v, tf.float32) for v in scalars))
 
     def _apply_adam(self, grads, step_size, root_correction, decay):

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spec.recipes import OptimizerSpec
+from spec.recipes import OptimizerSpec, adam_step_scalars
 
 
 def classification_loss(kind: str, logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0):
@@ -64,16 +64,10 @@ class Trainer:
         return float(value.detach())
 
     def _adam(self, grads, lr: float) -> None:
-        """The step's scalars in Python (float64), as the TF twin; the update in float32."""
-        s = self.spec
-        b1, b2 = s.betas
+        """Scalars from spec (float64, the same for both twins); the update in float32."""
+        s, (b1, b2) = self.spec, self.spec.betas
         self.step_count += 1
-        correction1, correction2 = 1.0 - b1 ** self.step_count, 1.0 - b2 ** self.step_count
-        if s.eps_placement == "keras":
-            step_size, root_correction = lr * correction2 ** 0.5 / correction1, 1.0
-        else:
-            step_size, root_correction = lr / correction1, correction2 ** 0.5
-        decay = 1.0 - lr * s.weight_decay if s.decoupled else 1.0
+        step_size, root_correction, decay = adam_step_scalars(s, self.step_count, lr)
         with torch.no_grad():
             for p, g, m, v in zip(self.params, grads, self.m, self.v):
                 if s.weight_decay and not s.decoupled:

@@ -29,6 +29,22 @@ class OptimizerSpec:
     decoupled: bool = False
 
 
+def adam_step_scalars(spec: OptimizerSpec, step: int, lr: float) -> tuple[float, float, float]:
+    """The scalars of Adam step ``step`` (1-based), computed once in float64 for both twins:
+    (step size, divisor of sqrt(v) before eps, decoupled decay factor).
+
+    torch placement:  p -= lr / c1 * m / (sqrt(v) / sqrt(c2) + eps)
+    Keras placement:  p -= lr * sqrt(c2) / c1 * m / (sqrt(v) + eps)
+    with c1 = 1 - b1^t, c2 = 1 - b2^t; AdamW first multiplies p by 1 - lr * wd."""
+    b1, b2 = spec.betas
+    correction1, correction2 = 1.0 - b1 ** step, 1.0 - b2 ** step
+    if spec.eps_placement == "keras":
+        step_size, root_correction = lr * correction2 ** 0.5 / correction1, 1.0
+    else:
+        step_size, root_correction = lr / correction1, correction2 ** 0.5
+    return step_size, root_correction, 1.0 - lr * spec.weight_decay if spec.decoupled else 1.0
+
+
 @dataclass(frozen=True)
 class Plateau:
     """ReduceLROnPlateau on validation loss: lr *= factor after ``patience`` epochs without a

@@ -69,3 +69,16 @@ def test_chest_clipping_norm_grows_after_epoch_ten():
     assert [clip_norm_at(recipe, e) for e in (0, 10, 11, 15)] == pytest.approx([1.0, 1.0, 1.1, 1.5])
     assert clip_norm_at(recipe, 100) == 5.0
     assert clip_norm_at(get_recipe("medianet"), 50) is None
+
+
+def test_adam_step_scalars_place_eps_as_each_framework_does():
+    from spec.recipes import OptimizerSpec, adam_step_scalars
+
+    torch_style = OptimizerSpec(1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, decoupled=True)
+    step_size, root, decay = adam_step_scalars(torch_style, 3, 1e-3)
+    assert step_size == pytest.approx(1e-3 / (1 - 0.9 ** 3)) and root == pytest.approx(math.sqrt(1 - 0.999 ** 3))
+    assert decay == pytest.approx(1 - 1e-3 * 0.01)
+    keras_style = OptimizerSpec(1e-3, eps=1e-7, eps_placement="keras")
+    step_size, root, decay = adam_step_scalars(keras_style, 3, 1e-3)
+    assert step_size == pytest.approx(1e-3 * math.sqrt(1 - 0.999 ** 3) / (1 - 0.9 ** 3)) and root == 1.0
+    assert decay == 1.0  # coupled or no decay: nothing multiplies the weights
