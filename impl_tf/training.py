@@ -15,8 +15,10 @@ import tensorflow as tf
 
 from spec.recipes import OptimizerSpec, adam_step_scalars
 
+DICE_SMOOTH = 1e-6
 
-def classification_loss(kind: str, logits, target, label_smoothing: float = 0.0):
+
+def loss_value(kind: str, logits, target, label_smoothing: float = 0.0):
     if kind == "cross_entropy":
         log_p = tf.nn.log_softmax(logits, axis=1)
         classes = logits.shape[1]
@@ -26,6 +28,12 @@ def classification_loss(kind: str, logits, target, label_smoothing: float = 0.0)
     if kind == "bce_logits":
         target = tf.cast(target, logits.dtype)
         return tf.reduce_mean(tf.maximum(logits, 0.0) - logits * target + tf.math.log1p(tf.exp(-tf.abs(logits))))
+    if kind == "bce_dice":  # on probabilities; torch's BCELoss clamps the logs at -100
+        p, target = logits, tf.cast(target, logits.dtype)
+        bce = -tf.reduce_mean(target * tf.maximum(tf.math.log(p), -100.0)
+                              + (1 - target) * tf.maximum(tf.math.log(1 - p), -100.0))
+        dice = (2 * tf.reduce_sum(p * target) + DICE_SMOOTH) / (tf.reduce_sum(p) + tf.reduce_sum(target) + DICE_SMOOTH)
+        return bce + 1 - dice
     raise ValueError(f"unknown loss {kind!r}")
 
 
@@ -38,7 +46,12 @@ def last_dense(net: keras.Model) -> keras.layers.Dense:
 
 
 def _nhwc(x: np.ndarray) -> tf.Tensor:
+    """Images, and segmentation masks, go NCHW -> NHWC; class targets pass as they are."""
     return tf.constant(np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x)
+
+
+def _nchw(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x
 
 
 class Trainer:
@@ -49,7 +62,7 @@ class Trainer:
                  head_only: bool = False):
         self.net, self.spec, self.loss, self.label_smoothing = net, optimizer, loss, label_smoothing
         self.head_only = head_only
-        head = {id(v) for v in last_dense(net).trainable_variables}
+        head = {id(v) for v in last_dense(net).trainable_variables} if head_only else set()
         self.params = [v for v in net.trainable_variables if not head_only or id(v) in head]
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.params]
         self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.params]
@@ -60,13 +73,13 @@ class Trainer:
 
     def _loss_and_gradients(self, x, y):
         with tf.GradientTape() as tape:
-            value = classification_loss(self.loss, self.net(x, training=not self.head_only), y, self.label_smoothing)
+            value = loss_value(self.loss, self.net(x, training=not self.head_only), y, self.label_smoothing)
             if self.net.losses:
                 value = value + tf.add_n(self.net.losses)
         return value, tape.gradient(value, self.params)
 
     def train_step(self, x: np.ndarray, y: np.ndarray, lr: float, clip_norm: float | None = None) -> float:
-        value, grads = self._gradients(_nhwc(x), tf.constant(y))
+        value, grads = self._gradients(_nhwc(x), _nhwc(y))
         if clip_norm is not None:
             grads = clip_by_global_norm(grads, clip_norm)
         self._adam(grads, lr)
@@ -96,8 +109,8 @@ class Trainer:
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
         """Logits (inference mode) and the batch's loss without penalties."""
         logits = self.net(_nhwc(x), training=False)
-        loss = classification_loss(self.loss, logits, tf.constant(y), self.label_smoothing)
-        return np.asarray(logits), float(loss)
+        loss = loss_value(self.loss, logits, _nhwc(y), self.label_smoothing)
+        return _nchw(np.asarray(logits)), float(loss)
 
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Pre-logit embedding: the input of the classifier."""

@@ -14,8 +14,10 @@ import torch.nn.functional as F
 
 from spec.recipes import OptimizerSpec, adam_step_scalars
 
+DICE_SMOOTH = 1e-6
 
-def classification_loss(kind: str, logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0):
+
+def loss_value(kind: str, logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0):
     if kind == "cross_entropy":
         log_p = F.log_softmax(logits, dim=1)
         classes = logits.shape[1]
@@ -24,6 +26,11 @@ def classification_loss(kind: str, logits: torch.Tensor, target: torch.Tensor, l
     if kind == "bce_logits":
         target = target.to(logits.dtype)
         return (logits.clamp(min=0) - logits * target + torch.log1p(torch.exp(-logits.abs()))).mean()
+    if kind == "bce_dice":  # on probabilities; torch's BCELoss clamps the logs at -100
+        p, target = logits, target.to(logits.dtype)
+        bce = -(target * p.log().clamp(min=-100) + (1 - target) * (1 - p).log().clamp(min=-100)).mean()
+        dice = (2 * (p * target).sum() + DICE_SMOOTH) / (p.sum() + target.sum() + DICE_SMOOTH)
+        return bce + 1 - dice
     raise ValueError(f"unknown loss {kind!r}")
 
 
@@ -43,14 +50,14 @@ class Trainer:
                  head_only: bool = False):
         self.net, self.spec, self.loss, self.label_smoothing = net, optimizer, loss, label_smoothing
         self.head_only = head_only
-        head = {id(p) for p in last_linear(net).parameters()}
+        head = {id(p) for p in last_linear(net).parameters()} if head_only else set()
         self.params = [p for p in net.parameters() if not head_only or id(p) in head]
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
         self.step_count = 0
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        value = classification_loss(self.loss, self.net(x), y, self.label_smoothing)
+        value = loss_value(self.loss, self.net(x), y, self.label_smoothing)
         penalty = getattr(self.net, "regularization_loss", None)
         return value + penalty() if penalty is not None else value
 
@@ -86,7 +93,7 @@ class Trainer:
         """Logits (eval mode) and the batch's loss without penalties."""
         self.net.eval()
         logits = self.net(torch.from_numpy(x))
-        loss = classification_loss(self.loss, logits, torch.from_numpy(y), self.label_smoothing)
+        loss = loss_value(self.loss, logits, torch.from_numpy(y), self.label_smoothing)
         return logits.numpy(), float(loss)
 
     @torch.no_grad()

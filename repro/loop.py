@@ -9,6 +9,7 @@ the optimizer update.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,11 +17,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from repro.record import RunRecord, sha256_file
+from spec import augment
 from spec import data as spec_data
 from spec import metrics as spec_metrics
 from spec.recipes import PlateauState, Recipe, clip_norm_at, lr_table
 
-MULTI_LABEL = "multi-label, binary-class"
+MULTI_LABEL, SEGMENTATION = spec_data.MULTI_LABEL, spec_data.SEGMENTATION
 
 
 def preprocess(images: np.ndarray, recipe: Recipe) -> np.ndarray:
@@ -71,16 +73,41 @@ class Progress:
                     dynamic_ncols=True, mininterval=0.5)
 
 
+def make_batch(split, rows: np.ndarray, recipe: Recipe, task: str, augment_seed: int | None = None):
+    """Inputs (float32 NCHW) and loss targets of the samples ``rows``.  Segmentation resizes image
+    and mask (and, for training with ``augment_seed``, augments them, seeded per batch)."""
+    if task != SEGMENTATION:
+        return preprocess(split.images[rows], recipe), loss_targets(split.labels[rows], task)
+    train_transform, eval_transform = _segmentation_transforms(recipe.resize)
+    use_train = augment_seed is not None and recipe.augment
+    images, masks = augment.apply_to_batch(train_transform if use_train else eval_transform, split.images[rows],
+                                           split.labels[rows].astype(np.uint8), augment_seed if use_train else None)
+    return spec_data.to_float_nchw(images), np.ascontiguousarray(masks.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _segmentation_transforms(size: int | None):
+    if size is None:
+        raise ValueError("the segmentation recipe needs a resize size")
+    return augment.segmentation_transforms(size)
+
+
 def evaluate_split(trainer, split, recipe: Recipe, task: str) -> tuple[dict, np.ndarray]:
-    """Loss (mean over samples), ACC and AUC of one split; returns the logits too."""
-    logits, losses, n = [], 0.0, len(split.labels)
+    """Loss (mean over samples) and the task's metrics (ACC and AUC; Dice at 0.5 for
+    segmentation) of one split; returns the model's outputs too."""
+    outputs, targets, losses, n = [], [], 0.0, len(split.labels)
     for index in spec_data.batch_slices(n, recipe.eval_batch_size):
-        out, loss = trainer.evaluate(preprocess(split.images[index], recipe), loss_targets(split.labels[index], task))
-        logits.append(out)
+        x, y = make_batch(split, index, recipe, task)
+        out, loss = trainer.evaluate(x, y)
+        outputs.append(out)
+        targets.append(y)
         losses += loss * len(out)
-    logits = np.concatenate(logits)
-    scores = spec_metrics.evaluate(split.labels, logits, task)
-    return {"loss": losses / n, **scores}, logits
+    outputs = np.concatenate(outputs)
+    if task == SEGMENTATION:
+        scores = {"dice": spec_metrics.dice(outputs, np.concatenate(targets), threshold=0.5)}
+    else:
+        scores = spec_metrics.evaluate(split.labels, outputs, task)
+    return {"loss": losses / n, **scores}, outputs
 
 
 def train(trainer, backend, dataset, recipe: Recipe, record: RunRecord, state: LoopState,
@@ -107,8 +134,8 @@ def train(trainer, backend, dataset, recipe: Recipe, record: RunRecord, state: L
             step = epoch * len(batches) + b
             lr = float(table[step] * plateau.factor)
             rows = order[index]
-            x = preprocess(train_split.images[rows], recipe)
-            loss = trainer.train_step(x, loss_targets(train_split.labels[rows], task), lr, clip)
+            x, y = make_batch(train_split, rows, recipe, task, augment.batch_seed(recipe.seed, epoch, b))
+            loss = trainer.train_step(x, y, lr, clip)
             if not np.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss} at epoch {epoch}, step {step} (lr {lr:.3g}): training diverged")
             train_loss += loss * len(rows)
@@ -136,7 +163,7 @@ def train(trainer, backend, dataset, recipe: Recipe, record: RunRecord, state: L
         backend.save_weights(str(record.path("checkpoint.safetensors")), {"epoch": str(epoch)})
         record.save_checkpoint(asdict(state), trainer.optimizer_state())
         epochs.update(1)
-        epochs.set_postfix(val_loss=f"{val['loss']:.4f}", val_acc=f"{val['acc']:.3f}")
+        epochs.set_postfix({"val_loss": f"{val['loss']:.4f}", recipe.best: f"{monitored:.4f}"})
         done_now += 1
         if stop:
             break

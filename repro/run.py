@@ -21,6 +21,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python repro/run.py` from a checkout
     sys.path.insert(0, str(ROOT))
@@ -32,7 +34,7 @@ from spec.errors import TwinframeError  # noqa: E402
 from spec.recipes import RECIPES, get_recipe  # noqa: E402
 
 DEFAULT_RECIPE, DEFAULT_MODEL, DEFAULT_DATASET = "medianet", "resnet18", "digits"
-DATASETS = ("digits", "medmnist", "medianet_folder")
+DATASETS = ("digits", "medmnist", "medianet_folder", "segmentation")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-config", default="{}", help='extra model options as JSON, e.g. \'{"head": "global"}\'')
     p.add_argument("--dataset", default=DEFAULT_DATASET, choices=DATASETS,
                    help="digits: scikit-learn's bundled 8x8 digits; medmnist: FLAG[_SIZE].npz in --data-dir; "
-                        "medianet_folder: train/ validation/ test/ per-sample npz folders in --data-dir")
+                        "medianet_folder: train/ validation/ test/ per-sample npz folders in --data-dir; "
+                        "segmentation: segmentation.npz (images and masks) in --data-dir")
     p.add_argument("--flag", help="MedMNIST flag (e.g. pathmnist) for --dataset medmnist")
     p.add_argument("--size", type=int, default=28, help="MedMNIST image size (28, 64, 128, 224)")
     p.add_argument("--data-dir", help="folder of the data files (medmnist, medianet_folder)")
@@ -54,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="epochs (default: the recipe's)")
     p.add_argument("--batch-size", type=int, help="training batch size (default: the recipe's)")
     p.add_argument("--input-size", type=int, help="pad images centrally to this size (default: the recipe's)")
+    p.add_argument("--resize", type=int, help="segmentation: resize images and masks to this (default: the recipe's 256)")
     p.add_argument("--runs-dir", default="runs", help="where run directories are created")
     p.add_argument("--out", help="this run's directory (must not exist); default: a new one under --runs-dir")
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its last checkpoint")
@@ -73,7 +77,8 @@ def resolve_settings(args: argparse.Namespace) -> dict:
     if args.framework is None:
         raise TwinframeError("--framework is required (torch or tf) unless --resume is given")
     overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
-                                   ("input_size", args.input_size), ("procedure", args.procedure)) if v is not None}
+                                   ("input_size", args.input_size), ("procedure", args.procedure),
+                                   ("resize", args.resize)) if v is not None}
     recipe = get_recipe(args.recipe, **overrides)
     if args.seed is not None:
         recipe = get_recipe(args.recipe, **overrides, seed=args.seed)
@@ -102,6 +107,8 @@ def load_dataset(settings: dict):
         dataset = spec_data.load_digits(seed=0)
     elif kind == "medmnist":
         dataset = spec_data.load_medmnist(settings["flag"], settings["size"], settings["data_dir"])
+    elif kind == "segmentation":
+        dataset = spec_data.load_segmentation(Path(settings["data_dir"]) / spec_data.SEGMENTATION_FILENAME)
     else:
         dataset = spec_data.load_medianet_folder(settings["data_dir"])
     if settings["limit"]:
@@ -110,6 +117,12 @@ def load_dataset(settings: dict):
 
 
 def model_config(settings: dict, recipe, dataset) -> dict:
+    if (dataset.task == spec_data.SEGMENTATION) != (recipe.loss == "bce_dice"):
+        raise TwinframeError(f"recipe {recipe.name!r} does not fit the {dataset.task!r} data of {dataset.name!r}")
+    if dataset.task == spec_data.SEGMENTATION:
+        config = {"in_channels": dataset.channels, "out_channels": 1, **settings["model_config"]}
+        spec_models.resolve(settings["model"], **config)
+        return config
     outputs = dataset.num_labels if dataset.task == "multi-label, binary-class" else dataset.num_classes
     channels = 3 if recipe.to_rgb else dataset.channels
     config = {"num_classes": outputs, "in_channels": channels, **settings["model_config"]}
@@ -190,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def finish(backend, trainer, dataset, recipe, record, state, settings) -> dict:
     """Final weights and ONNX, then the test split with the best checkpoint's weights."""
-    from repro.loop import evaluate_split, preprocess
+    from repro.loop import evaluate_split, make_batch
 
     final = record.path("final.safetensors")
     backend.save_weights(str(final))
@@ -200,7 +213,7 @@ def finish(backend, trainer, dataset, recipe, record, state, settings) -> dict:
     summary["final_test"] = {**final_test, **label_metrics(recipe, dataset, logits)}
     record.save_array("final_test_logits.npy", logits)
     if settings["onnx"]:
-        sample = preprocess(dataset.splits["test"].images[:2], recipe)
+        sample, _ = make_batch(dataset.splits["test"], np.arange(2), recipe, dataset.task)
         backend.export_onnx(str(record.path("final.onnx")), list(sample.shape))
         summary["onnx_sha256"] = sha256_file(record.path("final.onnx"))
     backend.load_weights(str(record.path("best.safetensors")))

@@ -66,7 +66,7 @@ class EarlyStopping:
 class Recipe:
     name: str
     optimizer: OptimizerSpec
-    loss: str  # cross_entropy | bce_logits | bce_dice
+    loss: str  # cross_entropy | bce_logits | bce_dice (BCE on probabilities + 1 - Dice)
     schedule: str  # medianet | cosine_per_epoch | constant
     epochs: int
     batch_size: int
@@ -83,6 +83,8 @@ class Recipe:
     normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # mean, std
     to_rgb: bool = False  # replicate grayscale to 3 channels
     knn_k: int = 11
+    resize: int | None = None  # segmentation: every image and mask resized to this (train: then augmented)
+    augment: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict:
@@ -110,11 +112,14 @@ RECIPES: dict[str, Recipe] = {
         Recipe("chest_multilabel", OptimizerSpec(5e-5, weight_decay=1e-4), loss="bce_logits", schedule="constant",
                epochs=100, batch_size=32, eval_batch_size=64, seed=153, best="val_loss", default_model="resnet18",
                clip_norm=1.0, plateau=Plateau(0.5, 3), early_stopping=EarlyStopping("val_loss", 10, min_lr=1e-6)),
+        Recipe("segmentation", OptimizerSpec(1e-4), loss="bce_dice", schedule="constant", epochs=100, batch_size=8,
+               eval_batch_size=8, seed=153, best="val_dice", default_model="unet", clip_norm=1.0, resize=256,
+               augment=True),
     )
 }
 
 # Specified in shared/spec/recipes.md, trainers not written yet: refused with a clear error.
-PLANNED = ("aecnn", "segmentation")
+PLANNED = ("aecnn",)
 PROCEDURES = ("end_to_end", "linear_probing", "knn")
 
 

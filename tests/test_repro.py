@@ -114,7 +114,7 @@ def test_bad_options_fail_before_anything_is_written(tmp_path, args, message):
 def test_help_documents_every_option():
     text = run("--help").stdout
     for option in ("--framework", "--seed", "--recipe", "--procedure", "--model", "--model-config", "--dataset",
-                   "--flag", "--size", "--data-dir", "--limit", "--epochs", "--batch-size", "--input-size",
+                   "--flag", "--size", "--data-dir", "--limit", "--epochs", "--batch-size", "--input-size", "--resize",
                    "--runs-dir", "--out", "--resume", "--threads", "--device", "--nondeterministic", "--no-onnx",
                    "--no-progress"):
         assert option in text, option
@@ -145,3 +145,29 @@ def test_knn_procedure_trains_nothing_and_votes(tmp_path):
     knn = manifest["summary"]["knn"]
     assert set(knn) == {"val_acc", "test_acc"} and 0.0 <= knn["test_acc"] <= 1.0
     assert epochs_of(out) == []  # no optimizer step
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_segmentation_recipe_trains_a_unet_with_seeded_augmentation(tmp_path, framework):
+    from spec.data import write_synthetic_segmentation
+
+    write_synthetic_segmentation(tmp_path / "data", counts=(16, 8, 8), size=40, seed=2)
+    common = ["--recipe", "segmentation", "--model", "unet", "--model-config", '{"widths": [4, 8, 16]}',
+              "--dataset", "segmentation", "--data-dir", str(tmp_path / "data"), "--resize", "32", "--epochs", "2",
+              "--no-progress"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    run("--framework", framework, *common, "--out", str(first))
+    run("--framework", framework, *common, "--no-onnx", "--out", str(second))
+    manifest = json.loads((first / "manifest.json").read_text())
+    assert manifest["model_config"] == {"in_channels": 3, "out_channels": 1, "widths": [4, 8, 16]}
+    epochs = [e for e in epochs_of(first) if e["kind"] == "epoch"]
+    assert all(0.0 <= e["val_dice"] <= 1.0 for e in epochs) and epochs[-1]["best_epoch"] in (0, 1)
+    assert 0.0 <= manifest["summary"]["best_test"]["dice"] <= 1.0
+    assert (first / "final.onnx").is_file()
+    assert epochs_of(first) == epochs_of(second)  # augmentation is seeded per batch
+
+
+def test_a_recipe_that_does_not_fit_the_data_is_refused(tmp_path):
+    result = run("--framework", "torch", "--recipe", "segmentation", "--model", "unet", "--out", str(tmp_path / "r"),
+                 check=False)
+    assert result.returncode == 2 and "does not fit the 'multi-class' data of 'digits'" in result.stderr
