@@ -194,7 +194,12 @@ MEDIANET_FOLDERS = {"train": "train", "val": "validation", "test": "test"}
 
 def write_synthetic_medianet(root: str | os.PathLike, counts: tuple[int, int, int] = (70, 35, 35),
                              num_classes: int = 35, size: int = 224, seed: int = 0) -> Path:
+    """train/, validation/, test/ of one-sample npz files.  Refuses folders that already hold
+    samples: a smaller rewrite would otherwise leave stale files that the loader reads."""
     rng = np.random.default_rng(seed)
+    for folder in (Path(root) / name for name in MEDIANET_FOLDERS.values()):
+        if folder.is_dir() and any(folder.glob("*.npz")):
+            raise DataError(f"{folder} already holds samples; write synthetic MeDiANet data into an empty folder")
     for split, count in zip(SPLITS, counts):
         folder = Path(root) / MEDIANET_FOLDERS[split]
         folder.mkdir(parents=True, exist_ok=True)

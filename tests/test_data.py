@@ -366,3 +366,10 @@ def test_subset(tmp_path):
     assert [len(s.labels) for s in small.splits.values()] == [5, 12, 2]
     assert np.array_equal(small.splits["train"].images, dataset.splits["train"].images[:5])
     assert [len(s.images) for s in data.subset(dataset, 3).splits.values()] == [3, 3, 3]
+
+
+def test_synthetic_medianet_refuses_a_folder_that_already_holds_samples(tmp_path):
+    data.write_synthetic_medianet(tmp_path, (3, 1, 1), num_classes=3, size=16)
+    with pytest.raises(data.DataError, match="already holds samples"):
+        data.write_synthetic_medianet(tmp_path, (2, 1, 1), num_classes=3, size=16)
+    assert len(list((tmp_path / "train").glob("*.npz"))) == 3  # nothing lost, nothing stale
