@@ -80,6 +80,7 @@ def platform_info() -> dict:
 class RunRecord:
     def __init__(self, directory: str | os.PathLike):
         self.dir = Path(directory)
+        self._lines: int | None = None  # metrics.jsonl lines, counted once then kept
 
     # -- creation and resumption --------------------------------------------------
     @classmethod
@@ -120,8 +121,10 @@ class RunRecord:
 
     # -- metrics ---------------------------------------------------------------------
     def log(self, entry: dict) -> None:
-        with open(self.dir / METRICS, "a") as handle:
+        lines = self.metric_lines()
+        with open(self.dir / METRICS, "a") as handle:  # appended and closed per line: a crash loses at most one
             handle.write(json.dumps(entry, sort_keys=True) + "\n")
+        self._lines = lines + 1
 
     def metrics(self) -> list[dict]:
         return [json.loads(line) for line in (self.dir / METRICS).read_text().splitlines() if line.strip()]
@@ -130,9 +133,12 @@ class RunRecord:
         """Drop what an interrupted run logged after its last checkpoint."""
         kept = (self.dir / METRICS).read_text().splitlines()[:lines]
         atomic_write_bytes(self.dir / METRICS, "".join(line + "\n" for line in kept).encode())
+        self._lines = len(kept)
 
     def metric_lines(self) -> int:
-        return len((self.dir / METRICS).read_text().splitlines())
+        if self._lines is None:
+            self._lines = len((self.dir / METRICS).read_text().splitlines())
+        return self._lines
 
     # -- checkpoint ---------------------------------------------------------------------
     def path(self, name: str) -> Path:
