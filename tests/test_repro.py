@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.torch, pytest.mark.tf]  # runs both frameworks (in subprocesses)
 ROOT = Path(__file__).resolve().parent.parent
 # ResNet-18 on the 8x8 digits: TF traces MeDiANet's step for ~70 s, ResNet-18's in seconds
 QUICK = ["--recipe", "medianet", "--model", "resnet18", "--limit", "96", "--epochs", "2", "--batch-size", "32",

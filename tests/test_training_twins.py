@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.torch, pytest.mark.tf]  # runs both frameworks (in subprocesses)
 ROOT = Path(__file__).resolve().parent.parent
 
 TORCH = """
