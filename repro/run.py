@@ -79,9 +79,9 @@ def resolve_settings(args: argparse.Namespace) -> dict:
     overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
                                    ("input_size", args.input_size), ("procedure", args.procedure),
                                    ("resize", args.resize)) if v is not None}
-    recipe = get_recipe(args.recipe, **overrides)
     if args.seed is not None:
-        recipe = get_recipe(args.recipe, **overrides, seed=args.seed)
+        overrides["seed"] = args.seed
+    recipe = get_recipe(args.recipe, **overrides)
     try:
         model_config = json.loads(args.model_config)
     except json.JSONDecodeError as error:
@@ -123,7 +123,7 @@ def model_config(settings: dict, recipe, dataset) -> dict:
         config = {"in_channels": dataset.channels, "out_channels": 1, **settings["model_config"]}
         spec_models.resolve(settings["model"], **config)
         return config
-    outputs = dataset.num_labels if dataset.task == "multi-label, binary-class" else dataset.num_classes
+    outputs = dataset.num_labels if dataset.task == spec_data.MULTI_LABEL else dataset.num_classes
     channels = 3 if recipe.to_rgb else dataset.channels
     config = {"num_classes": outputs, "in_channels": channels, **settings["model_config"]}
     spec_models.resolve(settings["model"], **config)  # unknown model or option: fails here, before training

@@ -15,10 +15,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-MULTI_LABEL = "multi-label, binary-class"
-BINARY = "binary-class"
-MULTI_CLASS = "multi-class"
-ORDINAL = "ordinal-regression"
+from spec.data import BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL  # the task names, defined once
+
 TASKS = (MULTI_LABEL, BINARY, MULTI_CLASS, ORDINAL)
 
 # Distance-matrix elements held at once by knn_predict (float64: 128 MiB).
