@@ -13,12 +13,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from spec.recipes import OptimizerSpec, adam_step_scalars
+from spec.recipes import AECNN_JOINT_WEIGHTS, OptimizerSpec, adam_step_scalars
 
 DICE_SMOOTH = 1e-6
 
 
-def loss_value(kind: str, logits, target, label_smoothing: float = 0.0):
+def loss_value(kind: str, logits, target, inputs=None, label_smoothing: float = 0.0):
+    """The recipe's loss (spec.recipes.LOSSES) of the model's output(s) ``logits``; ``inputs``
+    are the reconstruction target of aecnn_joint."""
+    if kind == "aecnn_joint":
+        reconstruction, logits = logits
+        bce_weight, mse_weight = AECNN_JOINT_WEIGHTS
+        return bce_weight * loss_value("bce_logits", logits, target) + mse_weight * loss_value("mse", reconstruction, inputs)
+    if kind == "mse":
+        return tf.reduce_mean(tf.square(logits - tf.cast(target, logits.dtype)))
     if kind == "cross_entropy":
         log_p = tf.nn.log_softmax(logits, axis=1)
         classes = logits.shape[1]
@@ -35,6 +43,11 @@ def loss_value(kind: str, logits, target, label_smoothing: float = 0.0):
         dice = (2 * tf.reduce_sum(p * target) + DICE_SMOOTH) / (tf.reduce_sum(p) + tf.reduce_sum(target) + DICE_SMOOTH)
         return bce + 1 - dice
     raise ValueError(f"unknown loss {kind!r}")
+
+
+def prediction(outputs):
+    """What the metrics judge: the last output (AECNN's logits after its reconstruction)."""
+    return outputs[-1] if isinstance(outputs, (tuple, list)) else outputs
 
 
 def last_dense(net: keras.Model) -> keras.layers.Dense:
@@ -73,7 +86,7 @@ class Trainer:
 
     def _loss_and_gradients(self, x, y):
         with tf.GradientTape() as tape:
-            value = loss_value(self.loss, self.net(x, training=not self.head_only), y, self.label_smoothing)
+            value = loss_value(self.loss, self.net(x, training=not self.head_only), y, x, self.label_smoothing)
             if self.net.losses:
                 value = value + tf.add_n(self.net.losses)
         return value, tape.gradient(value, self.params)
@@ -107,10 +120,11 @@ class Trainer:
                 p.assign_sub(step_size * m / (tf.sqrt(v) / root_correction + s.eps))
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-        """Logits (inference mode) and the batch's loss without penalties."""
-        logits = self.net(_nhwc(x), training=False)
-        loss = loss_value(self.loss, logits, _nhwc(y), self.label_smoothing)
-        return _nchw(np.asarray(logits)), float(loss)
+        """The prediction (inference mode) and the batch's loss without penalties."""
+        inputs = _nhwc(x)
+        outputs = self.net(inputs, training=False)
+        loss = loss_value(self.loss, outputs, _nhwc(y), inputs, self.label_smoothing)
+        return _nchw(np.asarray(prediction(outputs))), float(loss)
 
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Pre-logit embedding: the input of the classifier."""

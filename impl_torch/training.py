@@ -12,12 +12,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spec.recipes import OptimizerSpec, adam_step_scalars
+from spec.recipes import AECNN_JOINT_WEIGHTS, OptimizerSpec, adam_step_scalars
 
 DICE_SMOOTH = 1e-6
 
 
-def loss_value(kind: str, logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0):
+def loss_value(kind: str, logits, target: torch.Tensor, inputs: torch.Tensor | None = None,
+               label_smoothing: float = 0.0):
+    """The recipe's loss (spec.recipes.LOSSES) of the model's output(s) ``logits``; ``inputs``
+    are the reconstruction target of aecnn_joint."""
+    if kind == "aecnn_joint":
+        reconstruction, logits = logits
+        bce_weight, mse_weight = AECNN_JOINT_WEIGHTS
+        return bce_weight * loss_value("bce_logits", logits, target) + mse_weight * loss_value("mse", reconstruction, inputs)
+    if kind == "mse":
+        return ((logits - target.to(logits.dtype)) ** 2).mean()
     if kind == "cross_entropy":
         log_p = F.log_softmax(logits, dim=1)
         classes = logits.shape[1]
@@ -32,6 +41,11 @@ def loss_value(kind: str, logits: torch.Tensor, target: torch.Tensor, label_smoo
         dice = (2 * (p * target).sum() + DICE_SMOOTH) / (p.sum() + target.sum() + DICE_SMOOTH)
         return bce + 1 - dice
     raise ValueError(f"unknown loss {kind!r}")
+
+
+def prediction(outputs):
+    """What the metrics judge: the last output (AECNN's logits after its reconstruction)."""
+    return outputs[-1] if isinstance(outputs, (tuple, list)) else outputs
 
 
 def last_linear(net: torch.nn.Module) -> torch.nn.Linear:
@@ -57,7 +71,7 @@ class Trainer:
         self.step_count = 0
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        value = loss_value(self.loss, self.net(x), y, self.label_smoothing)
+        value = loss_value(self.loss, self.net(x), y, x, self.label_smoothing)
         penalty = getattr(self.net, "regularization_loss", None)
         return value + penalty() if penalty is not None else value
 
@@ -90,11 +104,12 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-        """Logits (eval mode) and the batch's loss without penalties."""
+        """The prediction (eval mode) and the batch's loss without penalties."""
         self.net.eval()
-        logits = self.net(torch.from_numpy(x))
-        loss = loss_value(self.loss, logits, torch.from_numpy(y), self.label_smoothing)
-        return logits.numpy(), float(loss)
+        inputs = torch.from_numpy(x)
+        outputs = self.net(inputs)
+        loss = loss_value(self.loss, outputs, torch.from_numpy(y), inputs, self.label_smoothing)
+        return prediction(outputs).numpy(), float(loss)
 
     @torch.no_grad()
     def embed(self, x: np.ndarray) -> np.ndarray:

@@ -74,27 +74,29 @@ class Progress:
 
 
 def make_batch(split, rows: np.ndarray, recipe: Recipe, task: str, augment_seed: int | None = None):
-    """Inputs (float32 NCHW) and loss targets of the samples ``rows``.  Segmentation resizes image
-    and mask (and, for training with ``augment_seed``, augments them, seeded per batch)."""
-    if task != SEGMENTATION:
-        return preprocess(split.images[rows], recipe), loss_targets(split.labels[rows], task)
-    train_transform, eval_transform = _segmentation_transforms(recipe.resize)
-    use_train = augment_seed is not None and recipe.augment
-    images, masks = augment.apply_to_batch(train_transform if use_train else eval_transform, split.images[rows],
-                                           split.labels[rows].astype(np.uint8), augment_seed if use_train else None)
-    return spec_data.to_float_nchw(images), np.ascontiguousarray(masks.transpose(0, 3, 1, 2), dtype=np.float32)
+    """Inputs (float32 NCHW) and loss targets of the samples ``rows``.  The recipe's image pipeline
+    runs first: training batches (``augment_seed`` given) are resized, cropped and augmented, seeded
+    per batch; evaluation batches only resized.  Masks follow their images; a reconstruction
+    recipe's target is its input."""
+    images = split.images[rows]
+    masks = split.labels[rows].astype(np.uint8) if task == SEGMENTATION else None
+    train_transform, eval_transform = _transforms(recipe.augment, recipe.resize, recipe.crop, recipe.eval_resize)
+    transform = train_transform if augment_seed is not None else eval_transform
+    if transform is not None:
+        images, masks = augment.apply_to_batch(transform, images, masks, augment_seed)
+    x = preprocess(images, recipe)
+    if task == SEGMENTATION:
+        return x, np.ascontiguousarray(masks.transpose(0, 3, 1, 2), dtype=np.float32)
+    return x, (x if recipe.loss == "mse" else loss_targets(split.labels[rows], task))
 
 
-@functools.lru_cache(maxsize=4)
-def _segmentation_transforms(size: int | None):
-    if size is None:
-        raise ValueError("the segmentation recipe needs a resize size")
-    return augment.segmentation_transforms(size)
+_transforms = functools.lru_cache(maxsize=8)(augment.transforms)
 
 
 def evaluate_split(trainer, split, recipe: Recipe, task: str) -> tuple[dict, np.ndarray]:
     """Loss (mean over samples) and the task's metrics (ACC and AUC; Dice at 0.5 for
-    segmentation) of one split; returns the model's outputs too."""
+    segmentation; none besides the loss for a reconstruction) of one split; returns the model's
+    predictions too."""
     outputs, targets, losses, n = [], [], 0.0, len(split.labels)
     for index in spec_data.batch_slices(n, recipe.eval_batch_size):
         x, y = make_batch(split, index, recipe, task)
@@ -105,6 +107,8 @@ def evaluate_split(trainer, split, recipe: Recipe, task: str) -> tuple[dict, np.
     outputs = np.concatenate(outputs)
     if task == SEGMENTATION:
         scores = {"dice": spec_metrics.dice(outputs, np.concatenate(targets), threshold=0.5)}
+    elif recipe.loss == "mse":
+        scores = {}  # a reconstruction: its loss is the metric
     else:
         scores = spec_metrics.evaluate(split.labels, outputs, task)
     return {"loss": losses / n, **scores}, outputs

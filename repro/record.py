@@ -106,6 +106,16 @@ class RunRecord:
             raise ConfigError(f"--resume {record.dir}: no checkpoint yet (interrupted in its first epoch); start it again")
         return record
 
+    @classmethod
+    def open_complete(cls, directory: str | os.PathLike, purpose: str) -> "RunRecord":
+        """A finished run to read from (``purpose`` names the option that asked for it)."""
+        record = cls(directory)
+        if not (record.dir / MANIFEST).is_file():
+            raise ConfigError(f"{purpose} {record.dir}: no {MANIFEST} there; not a twinframe run directory")
+        if record.manifest().get("status") != STATUS_COMPLETE:
+            raise ConfigError(f"{purpose} {record.dir}: the run is not complete")
+        return record
+
     def manifest(self) -> dict:
         try:
             return json.loads((self.dir / MANIFEST).read_text())

@@ -4,6 +4,8 @@
     python repro/run.py --framework tf --recipe medmnist_plus --model resnet18 \\
         --dataset medmnist --flag pathmnist --size 28 --data-dir ~/.medmnist --epochs 3
     python repro/run.py --resume runs/torch-medianet-resnet18-digits-s153-r1
+    python repro/run.py --framework torch --recipe aecnn --stage 3 --dataset medmnist --flag chestmnist \\
+        --size 224 --data-dir ~/.medmnist --crop 196 --eval-resize 196 --init-from RUN1 --init-from RUN2
 
 Each run writes a record directory (repro/record.py) under --runs-dir, or --out.  Options,
 data and model are checked before any framework is imported or any training starts.  Only
@@ -31,7 +33,7 @@ from repro.record import RunRecord, git_state, package_versions, platform_info, 
 from spec import data as spec_data  # noqa: E402
 from spec import models as spec_models  # noqa: E402
 from spec.errors import TwinframeError  # noqa: E402
-from spec.recipes import RECIPES, get_recipe  # noqa: E402
+from spec.recipes import AECNN_REPORT_SIZE, RECIPES, get_recipe  # noqa: E402
 
 DEFAULT_RECIPE, DEFAULT_MODEL, DEFAULT_DATASET = "medianet", "resnet18", "digits"
 DATASETS = ("digits", "medmnist", "medianet_folder", "segmentation")
@@ -44,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of everything: init, data order (default: the recipe's)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"one of {sorted(RECIPES)}")
     p.add_argument("--procedure", choices=("end_to_end", "linear_probing", "knn"), help="medmnist_plus procedure")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="zoo model (python -m parity list)")
+    p.add_argument("--stage", type=int, choices=(1, 2, 3),
+                   help="aecnn stage: 1 DenseNet-121 classifier, 2 autoencoder, 3 both end to end (needs --init-from "
+                        "of a stage-1 and a stage-2 run)")
+    p.add_argument("--model", help=f"zoo model (python -m parity list); default: {DEFAULT_MODEL}, or the aecnn stage's")
     p.add_argument("--model-config", default="{}", help='extra model options as JSON, e.g. \'{"head": "global"}\'')
     p.add_argument("--dataset", default=DEFAULT_DATASET, choices=DATASETS,
                    help="digits: scikit-learn's bundled 8x8 digits; medmnist: FLAG[_SIZE].npz in --data-dir; "
@@ -57,7 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="epochs (default: the recipe's)")
     p.add_argument("--batch-size", type=int, help="training batch size (default: the recipe's)")
     p.add_argument("--input-size", type=int, help="pad images centrally to this size (default: the recipe's)")
-    p.add_argument("--resize", type=int, help="segmentation: resize images and masks to this (default: the recipe's 256)")
+    p.add_argument("--resize", type=int, help="resize training images (and masks) to this first (default: the recipe's; "
+                                               "segmentation 256, aecnn stage 1 256)")
+    p.add_argument("--crop", type=int, help="random training crop (default: the recipe's; aecnn 224 / 128 / 896)")
+    p.add_argument("--eval-resize", type=int, help="evaluation images resized to this (default: the recipe's)")
+    p.add_argument("--init-from", action="append", metavar="RUN_DIR",
+                   help="start from the best weights of a complete run (repeat for aecnn stage 3: its stage-1 and "
+                        "stage-2 runs)")
     p.add_argument("--runs-dir", default="runs", help="where run directories are created")
     p.add_argument("--out", help="this run's directory (must not exist); default: a new one under --runs-dir")
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its last checkpoint")
@@ -78,7 +89,8 @@ def resolve_settings(args: argparse.Namespace) -> dict:
         raise TwinframeError("--framework is required (torch or tf) unless --resume is given")
     overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
                                    ("input_size", args.input_size), ("procedure", args.procedure),
-                                   ("resize", args.resize)) if v is not None}
+                                   ("resize", args.resize), ("crop", args.crop), ("eval_resize", args.eval_resize),
+                                   ("stage", args.stage)) if v is not None}
     if args.seed is not None:
         overrides["seed"] = args.seed
     recipe = get_recipe(args.recipe, **overrides)
@@ -94,8 +106,13 @@ def resolve_settings(args: argparse.Namespace) -> dict:
         raise TwinframeError(f"--dataset medmnist needs --flag (one of {', '.join(spec_data.MEDMNIST_FLAGS)})")
     if args.limit is not None and args.limit < 1:
         raise TwinframeError(f"--limit must be >= 1, got {args.limit}")
+    model = args.model or (recipe.default_model if recipe.stage else DEFAULT_MODEL)
+    if recipe.stage in (2, 3) and model != recipe.default_model:
+        raise TwinframeError(f"aecnn stage {recipe.stage} trains {recipe.default_model!r}, not {model!r}")
+    init_from = [str(Path(path).expanduser().resolve()) for path in args.init_from or ()]
+    init_sources(recipe, init_from)  # checked now, before anything is built
     return {"framework": args.framework, "recipe": recipe.name, "recipe_overrides": {**overrides, "seed": recipe.seed},
-            "model": args.model, "model_config": model_config, "dataset": args.dataset, "flag": args.flag,
+            "model": model, "model_config": model_config, "init_from": init_from, "dataset": args.dataset, "flag": args.flag,
             "size": args.size, "data_dir": str(Path(args.data_dir).expanduser().resolve()) if args.data_dir else None,
             "limit": args.limit, "threads": args.threads, "device": args.device,
             "deterministic": not args.nondeterministic, "onnx": not args.no_onnx}
@@ -116,9 +133,82 @@ def load_dataset(settings: dict):
     return dataset
 
 
+def init_sources(recipe, run_dirs: list[str]) -> list[dict]:
+    """The complete runs whose best weights start this one, each with the prefix its names get.
+    aecnn stage 3 needs exactly one stage-1 and one stage-2 run; any other recipe takes at most
+    one run of the same model (fine-tuning)."""
+    wanted = dict(recipe.init_from)
+    if wanted and len(run_dirs) != len(wanted):
+        raise TwinframeError(f"aecnn stage {recipe.stage} starts from the best weights of stage(s) "
+                             f"{sorted(wanted)}: give --init-from once for each, got {len(run_dirs)}")
+    if not wanted and len(run_dirs) > 1:
+        raise TwinframeError(f"recipe {recipe.name!r} starts from at most one --init-from run, got {len(run_dirs)}")
+    sources = []
+    for run_dir in run_dirs:
+        record = RunRecord.open_complete(run_dir, "--init-from")
+        manifest = record.manifest()
+        stage = manifest["recipe"].get("stage")
+        if wanted and stage not in wanted:
+            raise TwinframeError(f"--init-from {run_dir}: a run of stage {stage}, but stage {recipe.stage} takes "
+                                 f"stages {sorted(wanted)}")
+        weights = record.path("best.safetensors")
+        if not weights.is_file():
+            raise TwinframeError(f"--init-from {run_dir}: no best.safetensors")
+        sources.append({"run": run_dir, "stage": stage, "model": manifest["settings"]["model"],
+                        "weights": str(weights), "sha256": sha256_file(weights), "prefix": wanted.get(stage, "")})
+    stages = [source["stage"] for source in sources]
+    if wanted and sorted(stages) != sorted(wanted):
+        raise TwinframeError(f"aecnn stage {recipe.stage} needs one run of each of stages {sorted(wanted)}, got {stages}")
+    return sources
+
+
+def start_from(backend, recipe, run_dirs: list[str]) -> list[dict]:
+    """Load the --init-from runs' best weights (merged under their prefixes) into the model; the
+    load's audit proves every weight of the model was given exactly once."""
+    import tempfile
+
+    from spec.weights import load_canonical, merge_prefixed, save_canonical
+
+    sources = init_sources(recipe, run_dirs)
+    if sources:
+        merged = merge_prefixed([(s["prefix"], load_canonical(s["weights"]), s["run"]) for s in sources])
+        with tempfile.TemporaryDirectory() as scratch:
+            save_canonical(Path(scratch) / "init.safetensors", merged)
+            backend.load_weights(str(Path(scratch) / "init.safetensors"))
+    return sources
+
+
+def check_fit(recipe, dataset, model: str) -> None:
+    """The recipe's loss fits the data's task, and its crops fit the images."""
+    fits = {"bce_dice": {spec_data.SEGMENTATION}, "bce_logits": {spec_data.MULTI_LABEL},
+            "aecnn_joint": {spec_data.MULTI_LABEL}}
+    segmentation = dataset.task == spec_data.SEGMENTATION
+    if (recipe.loss in fits and dataset.task not in fits[recipe.loss]) or (segmentation and recipe.loss != "bce_dice") \
+            or (recipe.loss == "cross_entropy" and dataset.task == spec_data.MULTI_LABEL):
+        raise TwinframeError(f"recipe {recipe.name!r} (loss {recipe.loss}) does not fit the {dataset.task!r} data "
+                             f"of {dataset.name!r}")
+    height, width = dataset.splits["train"].images.shape[1:3]
+    source = recipe.resize or min(height, width)
+    if recipe.crop and recipe.crop > source:
+        scale = min(height, width) / AECNN_REPORT_SIZE if recipe.stage else None
+        hint = (f"; the report's sizes scaled to these images: --crop {_multiple_of_4(recipe.crop * scale)}"
+                f"{'' if recipe.resize is None else f' --resize {_multiple_of_4(recipe.resize * scale)}'}"
+                f" --eval-resize {_multiple_of_4(recipe.eval_resize * scale)}" if scale else "")
+        raise TwinframeError(f"crop {recipe.crop} is larger than the {'resized ' if recipe.resize else ''}training "
+                             f"images of {dataset.name!r} ({source} px){hint}")
+    if spec_models.resolve(model).family == "aecnn":
+        from spec.models.aecnn import check_input_size
+
+        for size in {recipe.crop, recipe.eval_resize} - {None}:
+            check_input_size(size, size)
+
+
+def _multiple_of_4(value: float) -> int:
+    return max(4, 4 * round(value / 4))
+
+
 def model_config(settings: dict, recipe, dataset) -> dict:
-    if (dataset.task == spec_data.SEGMENTATION) != (recipe.loss == "bce_dice"):
-        raise TwinframeError(f"recipe {recipe.name!r} does not fit the {dataset.task!r} data of {dataset.name!r}")
+    check_fit(recipe, dataset, settings["model"])
     if dataset.task == spec_data.SEGMENTATION:
         config = {"in_channels": dataset.channels, "out_channels": 1, **settings["model_config"]}
         spec_models.resolve(settings["model"], **config)
@@ -161,11 +251,15 @@ def main(argv: list[str] | None = None) -> int:
         backend.load_weights(str(record.path("checkpoint.safetensors")))
     else:
         out = Path(args.out) if args.out else default_run_dir(args.runs_dir, settings, recipe.seed)
+        try:
+            sources = start_from(backend, recipe, settings["init_from"])
+        except TwinframeError as error:
+            parser.error(str(error))
         manifest = {
             "command": shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(["repro/run.py", *argv]),
             "settings": settings, "recipe": recipe.to_dict(), "model_config": config, "parameters": built["parameters"],
             "seed": recipe.seed, "versions": package_versions(), "platform": platform_info(),
-            "environment": backend.environment, "git": git_state(ROOT),
+            "environment": backend.environment, "git": git_state(ROOT), "init_from": sources,
             "dataset": {"name": dataset.name, "task": dataset.task, "fingerprint": dataset.fingerprint(),
                         "sizes": {k: len(v.labels) for k, v in dataset.splits.items()}},
         }
@@ -173,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             record = RunRecord.create(out, manifest)
         except TwinframeError as error:
             parser.error(str(error))
+        if sources:
+            backend.save_weights(str(record.path("init.safetensors")))
         state, optimizer_state = LoopState(), None
     trainer = backend.trainer(recipe)
     if optimizer_state is not None:
@@ -211,7 +307,8 @@ def finish(backend, trainer, dataset, recipe, record, state, settings) -> dict:
                f"best_{recipe.best}": state.best_value, "final_sha256": sha256_file(final)}
     final_test, logits = evaluate_split(trainer, dataset.splits["test"], recipe, dataset.task)
     summary["final_test"] = {**final_test, **label_metrics(recipe, dataset, logits)}
-    record.save_array("final_test_logits.npy", logits)
+    if recipe.loss != "mse":  # a reconstruction's predictions are whole images: not kept
+        record.save_array("final_test_logits.npy", logits)
     if settings["onnx"]:
         sample, _ = make_batch(dataset.splits["test"], np.arange(2), recipe, dataset.task)
         backend.export_onnx(str(record.path("final.onnx")), list(sample.shape))
@@ -228,7 +325,7 @@ def label_metrics(recipe, dataset, logits) -> dict:
     14 labels have no "No Finding" column, so there they are not defined."""
     from spec import metrics
 
-    if dataset.task != metrics.MULTI_LABEL:
+    if dataset.task != metrics.MULTI_LABEL or recipe.loss == "mse":
         return {}
     truth, scores = dataset.splits["test"].labels, metrics.sigmoid(logits)
     extra = {"per_label_auc": metrics.per_label_auc(truth, scores)}

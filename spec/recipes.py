@@ -66,7 +66,7 @@ class EarlyStopping:
 class Recipe:
     name: str
     optimizer: OptimizerSpec
-    loss: str  # cross_entropy | bce_logits | bce_dice (BCE on probabilities + 1 - Dice)
+    loss: str  # one of LOSSES
     schedule: str  # medianet | cosine_per_epoch | constant
     epochs: int
     batch_size: int
@@ -83,8 +83,16 @@ class Recipe:
     normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # mean, std
     to_rgb: bool = False  # replicate grayscale to 3 channels
     knn_k: int = 11
-    resize: int | None = None  # segmentation: every image and mask resized to this (train: then augmented)
-    augment: bool = False
+    # Image geometry of the NumPy-side pipeline (spec/augment.py): training resizes to ``resize``
+    # (when set), then takes a random ``crop`` (when set) and applies ``augment``'s transforms;
+    # evaluation only resizes to ``eval_resize`` (default: ``resize``).
+    resize: int | None = None
+    crop: int | None = None
+    eval_resize: int | None = None
+    augment: str | None = None  # a pipeline of spec.augment.PIPELINES
+    stage: int | None = None  # aecnn: 1 classifier, 2 autoencoder, 3 joint
+    # the stages whose best weights start this one, with the prefix their names get here
+    init_from: tuple[tuple[int, str], ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict:
@@ -96,6 +104,26 @@ class Recipe:
 
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+# cross_entropy (class indices, optional label smoothing) | bce_logits (multi-label) |
+# bce_dice (BCE on probabilities + 1 - Dice) | mse (reconstruction of the input) |
+# aecnn_joint (AECNN_JOINT_WEIGHTS[0] * BCE on the logits + [1] * MSE of the reconstruction)
+LOSSES = ("cross_entropy", "bce_logits", "bce_dice", "mse", "aecnn_joint")
+AECNN_JOINT_WEIGHTS = (0.9, 0.1)
+AECNN_REPORT_SIZE = 1024  # the report's image size; its crop sizes below are for these
+# The AECNN report's three stages share the optimizer (Adam 1e-4, coupled L2 1e-5), the plateau
+# rule on validation loss (x0.1 after 5 epochs), 20 epochs, batch 16 and seed 42.  Sizes are the
+# report's, for its 1024 px images: stage 1 resizes to 256 and crops 224, stage 2 takes 128 px
+# patches, stage 3 crops 896; validation resizes to 256, 128 and 896.
+_AECNN = dict(optimizer=OptimizerSpec(1e-4, weight_decay=1e-5), schedule="constant", epochs=20, batch_size=16,
+              eval_batch_size=16, seed=42, best="val_loss", plateau=Plateau(0.1, 5))
+AECNN_STAGES: dict[int, Recipe] = {
+    1: Recipe("aecnn", loss="bce_logits", default_model="densenet121", resize=256, crop=224, eval_resize=256,
+              augment="aecnn_classifier", to_rgb=True, normalize=IMAGENET, stage=1, **_AECNN),
+    2: Recipe("aecnn", loss="mse", default_model="aecnn_autoencoder", crop=128, eval_resize=128,
+              augment="aecnn_autoencoder", stage=2, **_AECNN),
+    3: Recipe("aecnn", loss="aecnn_joint", default_model="aecnn", crop=896, eval_resize=896, augment="aecnn_joint",
+              stage=3, init_from=((1, "classifier."), (2, "")), **_AECNN),
+}
 
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
@@ -114,20 +142,24 @@ RECIPES: dict[str, Recipe] = {
                clip_norm=1.0, plateau=Plateau(0.5, 3), early_stopping=EarlyStopping("val_loss", 10, min_lr=1e-6)),
         Recipe("segmentation", OptimizerSpec(1e-4), loss="bce_dice", schedule="constant", epochs=100, batch_size=8,
                eval_batch_size=8, seed=153, best="val_dice", default_model="unet", clip_norm=1.0, resize=256,
-               augment=True),
+               augment="segmentation"),
+        AECNN_STAGES[1],
     )
 }
-
-# Specified in shared/spec/recipes.md, trainers not written yet: refused with a clear error.
-PLANNED = ("aecnn",)
 PROCEDURES = ("end_to_end", "linear_probing", "knn")
 
 
 def get_recipe(name: str, **overrides) -> Recipe:
+    """A recipe with ``overrides`` applied; aecnn needs ``stage`` (1, 2 or 3)."""
     if name not in RECIPES:
-        planned = f" ({name} is specified but not implemented yet)" if name in PLANNED else ""
-        raise ConfigError(f"unknown recipe {name!r}{planned}; known recipes: {', '.join(sorted(RECIPES))}")
+        raise ConfigError(f"unknown recipe {name!r}; known recipes: {', '.join(sorted(RECIPES))}")
     recipe = RECIPES[name]
+    if name == "aecnn":
+        if overrides.get("stage") not in AECNN_STAGES:
+            raise ConfigError(f"recipe 'aecnn' has three stages; choose stage 1, 2 or 3, got {overrides.get('stage')!r}")
+        recipe = AECNN_STAGES[overrides["stage"]]
+    elif overrides.get("stage") is not None:
+        raise ConfigError(f"only the aecnn recipe has stages, not {name!r}")
     unknown = sorted(set(overrides) - set(recipe.__dataclass_fields__))
     if unknown:
         raise ConfigError(f"recipe {name!r} has no option(s) {unknown}")
@@ -135,10 +167,13 @@ def get_recipe(name: str, **overrides) -> Recipe:
         raise ConfigError(f"procedure must be one of {PROCEDURES}, got {overrides['procedure']!r}")
     if overrides.get("procedure", "end_to_end") != "end_to_end" and name != "medmnist_plus":
         raise ConfigError(f"procedure {overrides['procedure']!r} belongs to the medmnist_plus recipe, not {name!r}")
-    for key in ("epochs", "batch_size", "eval_batch_size"):
-        if key in overrides and int(overrides[key]) < 1:
+    for key in ("epochs", "batch_size", "eval_batch_size", "resize", "crop", "eval_resize"):
+        if overrides.get(key) is not None and int(overrides[key]) < 1:
             raise ConfigError(f"{key} must be >= 1, got {overrides[key]!r}")
-    return replace(recipe, **overrides)
+    recipe = replace(recipe, **overrides)
+    if recipe.loss not in LOSSES:
+        raise ConfigError(f"recipe {name!r}: unknown loss {recipe.loss!r}; known: {LOSSES}")
+    return recipe
 
 
 # -- learning-rate tables (one value per optimizer step) --------------------------

@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -99,6 +99,22 @@ def digest(tensors: Mapping[str, np.ndarray]) -> str:
         h.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
         h.update(value.tobytes())
     return h.hexdigest()
+
+
+def merge_prefixed(parts: Sequence[tuple[str, Mapping[str, np.ndarray], str]]) -> dict[str, np.ndarray]:
+    """One canonical weight set from several ``(prefix, tensors, source)`` parts, each part's names
+    prefixed (AECNN stage 3 takes its classifier from stage 1 under "classifier.").  A name that
+    two parts give is an error naming both sources; whether the result covers a model exactly
+    is the loader's audit (:class:`WeightTransfer`)."""
+    merged: dict[str, np.ndarray] = {}
+    origin: dict[str, str] = {}
+    for prefix, tensors, source in parts:
+        for name, tensor in tensors.items():
+            key = prefix + name
+            if key in merged:
+                raise TransferError(f"weight {key!r} is given by both {origin[key]} and {source}")
+            merged[key], origin[key] = tensor, source
+    return merged
 
 
 def parameter_count(shapes: Mapping[str, tuple[int, ...]]) -> int:

@@ -40,8 +40,8 @@ def test_medmnist_plus_cosine_is_stepped_after_each_epoch():
 
 def test_constant_recipes_and_bad_options():
     assert np.all(lr_table(get_recipe("chest_multilabel", epochs=2), 5) == 5e-5)
-    with pytest.raises(ConfigError, match="unknown recipe 'aecnn' \\(aecnn is specified but not implemented yet\\)"):
-        get_recipe("aecnn")
+    with pytest.raises(ConfigError, match="unknown recipe 'nope'; known recipes: aecnn, chest_multilabel"):
+        get_recipe("nope")
     with pytest.raises(ConfigError, match="has no option"):
         get_recipe("medianet", learning_rate=1)
     with pytest.raises(ConfigError, match="epochs must be >= 1"):
@@ -82,3 +82,35 @@ def test_adam_step_scalars_place_eps_as_each_framework_does():
     step_size, root, decay = adam_step_scalars(keras_style, 3, 1e-3)
     assert step_size == pytest.approx(1e-3 * math.sqrt(1 - 0.999 ** 3) / (1 - 0.9 ** 3)) and root == 1.0
     assert decay == 1.0  # coupled or no decay: nothing multiplies the weights
+
+
+def test_aecnn_has_three_stages_sharing_optimizer_plateau_and_seed():
+    stages = [get_recipe("aecnn", stage=s) for s in (1, 2, 3)]
+    assert [r.loss for r in stages] == ["bce_logits", "mse", "aecnn_joint"]
+    assert [r.default_model for r in stages] == ["densenet121", "aecnn_autoencoder", "aecnn"]
+    assert [(r.resize, r.crop, r.eval_resize) for r in stages] == [(256, 224, 256), (None, 128, 128), (None, 896, 896)]
+    for recipe in stages:
+        assert recipe.optimizer.lr == 1e-4 and recipe.optimizer.weight_decay == 1e-5 and not recipe.optimizer.decoupled
+        assert (recipe.plateau.factor, recipe.plateau.patience) == (0.1, 5)
+        assert (recipe.epochs, recipe.batch_size, recipe.seed, recipe.best) == (20, 16, 42, "val_loss")
+    assert stages[0].to_rgb and stages[0].normalize is not None and not stages[1].to_rgb
+    assert stages[2].init_from == ((1, "classifier."), (2, ""))
+
+
+def test_aecnn_needs_a_stage_and_only_aecnn_has_stages():
+    with pytest.raises(ConfigError, match="choose stage 1, 2 or 3"):
+        get_recipe("aecnn")
+    with pytest.raises(ConfigError, match="only the aecnn recipe has stages"):
+        get_recipe("medianet", stage=1)
+    with pytest.raises(ConfigError, match="crop must be >= 1"):
+        get_recipe("aecnn", stage=2, crop=0)
+
+
+def test_plateau_divides_by_ten_after_five_bad_epochs():
+    recipe, state = get_recipe("aecnn", stage=1), PlateauState()
+    state.update(recipe, 1.0, 1.0)
+    for _ in range(5):
+        state.update(recipe, 1.0, 1.0)
+        assert state.factor == 1.0
+    state.update(recipe, 1.0, 1.0)
+    assert state.factor == pytest.approx(0.1)

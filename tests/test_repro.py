@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = [pytest.mark.torch, pytest.mark.tf]  # runs both frameworks (in subprocesses)
@@ -116,7 +117,7 @@ def test_help_documents_every_option():
     text = run("--help").stdout
     for option in ("--framework", "--seed", "--recipe", "--procedure", "--model", "--model-config", "--dataset",
                    "--flag", "--size", "--data-dir", "--limit", "--epochs", "--batch-size", "--input-size", "--resize",
-                   "--runs-dir", "--out", "--resume", "--threads", "--device", "--nondeterministic", "--no-onnx",
+                   "--stage", "--crop", "--eval-resize", "--init-from", "--runs-dir", "--out", "--resume", "--threads", "--device", "--nondeterministic", "--no-onnx",
                    "--no-progress"):
         assert option in text, option
 
@@ -172,3 +173,64 @@ def test_a_recipe_that_does_not_fit_the_data_is_refused(tmp_path):
     result = run("--framework", "torch", "--recipe", "segmentation", "--model", "unet", "--out", str(tmp_path / "r"),
                  check=False)
     assert result.returncode == 2 and "does not fit the 'multi-class' data of 'digits'" in result.stderr
+
+
+def test_aecnn_trains_its_three_stages_and_stage_3_starts_from_1_and_2(tmp_path):
+    """Stage 3 starts from stage 1's classifier (under "classifier.") and stage 2's autoencoder;
+    its TF twin starts from the same torch runs, through the canonical format, bit for bit."""
+    from spec.data import write_synthetic_medmnist
+    from spec.weights import load_canonical
+
+    write_synthetic_medmnist(tmp_path / "data", "chestmnist", 128, counts=(16, 8, 8), seed=3)
+    common = ["--recipe", "aecnn", "--dataset", "medmnist", "--flag", "chestmnist", "--size", "128",
+              "--data-dir", str(tmp_path / "data"), "--epochs", "1", "--batch-size", "8", "--no-onnx", "--no-progress"]
+    small = '{"block_config": [1, 1, 1, 1]}'  # DenseNet-121's layout with one layer per block: seconds, not minutes
+    s1, s2 = tmp_path / "s1", tmp_path / "s2"
+    run("--framework", "torch", *common, "--stage", "1", "--model-config", small, "--resize", "40", "--crop", "32",
+        "--eval-resize", "40", "--out", str(s1))
+    run("--framework", "torch", *common, "--stage", "2", "--crop", "32", "--eval-resize", "32", "--out", str(s2))
+    stage3 = [*common, "--stage", "3", "--model-config", '{"classifier_blocks": [1, 1, 1, 1]}', "--crop", "128",
+              "--eval-resize", "128", "--init-from", str(s1), "--init-from", str(s2)]
+    for framework in ("torch", "tf"):
+        run("--framework", framework, *stage3, "--out", str(tmp_path / f"s3-{framework}"))
+    classifier, autoencoder = load_canonical(s1 / "best.safetensors"), load_canonical(s2 / "best.safetensors")
+    expected = {**{f"classifier.{k}": v for k, v in classifier.items()}, **autoencoder}
+    for framework in ("torch", "tf"):
+        out = tmp_path / f"s3-{framework}"
+        start = load_canonical(out / "init.safetensors")
+        assert start.keys() == expected.keys() and all(np.array_equal(start[k], expected[k]) for k in expected)
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert [(s["stage"], s["prefix"]) for s in manifest["init_from"]] == [(1, "classifier."), (2, "")]
+        assert len(manifest["summary"]["best_test"]["per_label_auc"]) == 14
+        steps = [e for e in epochs_of(out) if e["kind"] == "step"]
+        assert len(steps) == 2 and all(e["lr"] == 1e-4 and np.isfinite(e["loss"]) for e in steps)
+    stage2 = json.loads((s2 / "manifest.json").read_text())["summary"]
+    assert set(stage2["best_test"]) == {"loss"}  # a reconstruction: MSE only, no label metrics
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--recipe", "aecnn"], "choose stage 1, 2 or 3"),
+    (["--recipe", "medianet", "--stage", "2"], "only the aecnn recipe has stages"),
+    (["--recipe", "aecnn", "--stage", "3"], "give --init-from once for each"),
+    (["--recipe", "aecnn", "--stage", "2", "--model", "resnet18"], "trains 'aecnn_autoencoder', not 'resnet18'"),
+    (["--recipe", "aecnn", "--stage", "1", "--init-from", "/nonexistent/run"], "no manifest.json"),
+    (["--recipe", "chest_multilabel"], "does not fit the 'multi-class' data of 'digits'"),
+])
+def test_bad_aecnn_options_fail_before_anything_is_written(tmp_path, args, message):
+    out = tmp_path / "run"
+    result = run("--framework", "torch", *args, "--out", str(out), check=False)
+    assert result.returncode == 2 and message in result.stderr
+    assert not out.exists()
+
+
+def test_a_crop_larger_than_the_images_is_refused_with_the_sizes_that_fit(tmp_path):
+    from spec.data import write_synthetic_medmnist
+
+    write_synthetic_medmnist(tmp_path / "data", "chestmnist", 64, counts=(8, 8, 8), seed=3)
+    result = run("--framework", "torch", "--recipe", "aecnn", "--stage", "2", "--dataset", "medmnist", "--flag",
+                 "chestmnist", "--size", "64", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "r"),
+                 check=False)
+    # the report's 128 px patches of 1024 px images, scaled to 64 px images: 8
+    assert result.returncode == 2 and "crop 128 is larger than the training images" in result.stderr
+    assert "--crop 8 --eval-resize 8" in result.stderr
+    assert not (tmp_path / "r").exists()

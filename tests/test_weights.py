@@ -115,3 +115,13 @@ def test_equal_weights_give_byte_identical_files_whatever_the_metadata_order(tmp
     assert hashlib.sha256(one).hexdigest() == hashlib.sha256(two).hexdigest()
     assert read_metadata(tmp_path / "one.safetensors")["epoch"] == "3"
     np.testing.assert_array_equal(load_canonical(tmp_path / "two.safetensors")["b.weight"], tensors["b.weight"])
+
+
+def test_merge_prefixed_renames_each_part_and_refuses_a_weight_given_twice():
+    from spec.weights import merge_prefixed
+
+    a, b = {"fc.weight": np.ones((2, 2), np.float32)}, {"encoder.0.weight": np.zeros(3, np.float32)}
+    merged = merge_prefixed([("classifier.", a, "stage 1"), ("", b, "stage 2")])
+    assert sorted(merged) == ["classifier.fc.weight", "encoder.0.weight"]
+    with pytest.raises(TransferError, match="'classifier.fc.weight' is given by both stage 1 and again"):
+        merge_prefixed([("classifier.", a, "stage 1"), ("classifier.", a, "again")])
