@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from parity.adapters.common import INPUT_GRADIENT, layer_key, output_key
+from parity.adapters.common import INPUT_GRADIENT, ArrayFile, layer_key, output_key
 from parity.compare import (CONTINUITY_PROBE, LayerwiseResult, bitwise_equal, compare, compare_named,
                             explained_by_discontinuity, explained_by_own_roundoff, on_global_scale, own_error)
 from parity.runners import BuiltModel, FrameworkRunner, OnnxRuntimeRunner, discard
@@ -92,7 +92,7 @@ class TwinPair:
         self._reference_run: tuple[dict, list[str]] | None = None
         self.rebuilt_digests: dict[str, str] = {}  # initial digests of later same-seed builds
         self._float64: tuple[LayerwiseResult, LayerwiseResult] | None = None
-        self._float64_gradients: dict[str, dict] = {}
+        self._float64_gradients: dict[str, ArrayFile] = {}
 
     def _build(self, runner: FrameworkRunner, dtype: str = "float32") -> BuiltModel:
         handle = f"{self.case.name}-{runner.framework}-{next(self._handles)}"
@@ -139,6 +139,9 @@ class TwinPair:
         for runner, model in ((self.ref, self.ref_model), (self.other, self.other_model)):
             runner.free(model)
         discard(*self.initial_paths.values())
+        for arrays in self._float64_gradients.values():
+            arrays.close()
+        self._float64_gradients, self._reference_run = {}, None
 
     @staticmethod
     def _digest_and_discard(runner: FrameworkRunner, model: BuiltModel) -> str:
@@ -260,7 +263,10 @@ class TwinPair:
             forward = compare_named(actual, reference, order + outputs, strict,
                                     key=lambda n: n if n in outputs else layer_key(n), mode="propagated_float64")
             backward = compare_named(grads, ref_grads, self._gradient_names(ref_grads), strict, mode="gradients_float64")
-            self._float64_gradients = {self.ref_name: ref_grads, self.other_name: grads}
+            # kept on disk for the re-judgement of failed float32 gradients, read one tensor at a time
+            self._float64_gradients = {name: ArrayFile(self.ref.scratch(f"{self.case.name}-{name}-float64-grads", ".npz"),
+                                                       arrays)
+                                       for name, arrays in ((self.ref_name, ref_grads), (self.other_name, grads))}
             self._float64 = (forward, backward)
             return self._float64
 

@@ -42,11 +42,16 @@ class TensorComparison:
         return asdict(self)
 
 
-def _cosine(a: np.ndarray, r: np.ndarray) -> float:
-    norm = float(np.linalg.norm(a) * np.linalg.norm(r))
-    if norm == 0.0:
-        return 1.0 if not (a.any() or r.any()) else 0.0
-    return float(np.dot(a.ravel(), r.ravel()) / norm)
+# Large tensors (VGG's 100M-element classifier) are judged this many elements at a time: the
+# float64 temporaries of a whole-tensor pass took several gigabytes.
+CHUNK = 1 << 22
+
+
+def _chunks(a: np.ndarray, r: np.ndarray):
+    """Flat float64 pieces of both arrays, in order, with their offset."""
+    a, r = a.reshape(-1), r.reshape(-1)
+    for start in range(0, a.size, CHUNK):
+        yield start, a[start:start + CHUNK].astype(np.float64), r[start:start + CHUNK].astype(np.float64)
 
 
 def compare(actual, reference, tolerance: Tolerance, name: str = "") -> TensorComparison:
@@ -55,44 +60,61 @@ def compare(actual, reference, tolerance: Tolerance, name: str = "") -> TensorCo
     tol = asdict(tolerance)
     if a.shape != r.shape:
         return TensorComparison(name, False, None, tol, reason=f"shape mismatch: actual {a.shape} vs reference {r.shape}")
-    a, r = a.astype(np.float64), r.astype(np.float64)
     if a.size == 0:
         return TensorComparison(name, True, a.shape, tol, 0.0, None, 0.0, 0.0, 0.0, 1.0, 0.0)
 
-    nonfinite_mismatch = (
-        (np.isnan(a) != np.isnan(r)) | (np.isposinf(a) != np.isposinf(r)) | (np.isneginf(a) != np.isneginf(r))
-    )
-    finite = np.isfinite(a) & np.isfinite(r)
-    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf; judged by position above
-        diff = np.where(finite, np.abs(a - r), 0.0)
-    magnitude = np.where(finite, np.abs(r), 0.0)
-    outside = (diff > tolerance.atol + tolerance.rtol * magnitude) | nonfinite_mismatch
-
-    scale = float(magnitude.max())
+    # pass 1: the reference's largest finite magnitude, which the relative-error floor needs
+    scale = 0.0
+    for _, ca, cr in _chunks(a, r):
+        finite = np.isfinite(ca) & np.isfinite(cr)
+        if finite.any():
+            scale = max(scale, float(np.abs(cr[finite]).max()))
     floor = max(RELATIVE_FLOOR * scale, np.finfo(np.float32).tiny)
-    worst = int(np.argmax(diff))
-    max_abs, mean_abs = float(diff.ravel()[worst]), float(diff[finite].mean()) if finite.any() else 0.0
-    bad_nonfinite = int(nonfinite_mismatch.sum())
 
+    # pass 2: every statistic, accumulated chunk by chunk
+    max_abs, worst, max_rel, outside_count, bad_nonfinite = -1.0, 0, 0.0, 0, 0
+    diff_sum, magnitude_sum, finite_count = 0.0, 0.0, 0
+    dot, norm_a, norm_r, any_a, any_r = 0.0, 0.0, 0.0, False, False
+    for start, ca, cr in _chunks(a, r):
+        nonfinite_mismatch = (np.isnan(ca) != np.isnan(cr)) | (np.isposinf(ca) != np.isposinf(cr)) \
+            | (np.isneginf(ca) != np.isneginf(cr))
+        finite = np.isfinite(ca) & np.isfinite(cr)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf; judged by position above
+            diff = np.where(finite, np.abs(ca - cr), 0.0)
+        magnitude = np.where(finite, np.abs(cr), 0.0)
+        outside_count += int(((diff > tolerance.atol + tolerance.rtol * magnitude) | nonfinite_mismatch).sum())
+        bad_nonfinite += int(nonfinite_mismatch.sum())
+        k = int(np.argmax(diff))
+        if diff[k] > max_abs:
+            max_abs, worst = float(diff[k]), start + k
+        max_rel = max(max_rel, float((diff / np.maximum(magnitude, floor)).max()))
+        diff_sum, magnitude_sum, finite_count = diff_sum + float(diff[finite].sum()), \
+            magnitude_sum + float(magnitude[finite].sum()), finite_count + int(finite.sum())
+        fa, fr = np.where(finite, ca, 0.0), np.where(finite, cr, 0.0)
+        dot, norm_a, norm_r = dot + float(fa @ fr), norm_a + float(fa @ fa), norm_r + float(fr @ fr)
+        any_a, any_r = any_a or bool(fa.any()), any_r or bool(fr.any())
+
+    mean_abs = diff_sum / finite_count if finite_count else 0.0
     if tolerance.mode == "elementwise":
-        passed = not outside.any()
+        passed = outside_count == 0
     elif tolerance.mode == "max":
         passed = max_abs <= tolerance.atol + tolerance.rtol * scale
     else:  # mean
-        passed = mean_abs <= tolerance.atol + tolerance.rtol * float(magnitude[finite].mean() if finite.any() else 0.0)
+        passed = mean_abs <= tolerance.atol + tolerance.rtol * (magnitude_sum / finite_count if finite_count else 0.0)
     passed = passed and bad_nonfinite == 0
     reason = ""
     if bad_nonfinite:
         reason = f"{bad_nonfinite} NaN/Inf position(s) differ"
     elif not passed:
-        reason = f"{int(outside.sum())} element(s) outside tolerance ({tolerance.mode})"
+        reason = f"{outside_count} element(s) outside tolerance ({tolerance.mode})"
+    norm = float(np.sqrt(norm_a) * np.sqrt(norm_r))
+    cosine = (1.0 if not (any_a or any_r) else 0.0) if norm == 0.0 else dot / norm
     return TensorComparison(
         name=name, passed=bool(passed), shape=tuple(a.shape), tolerance=tol,
         max_abs=max_abs, max_abs_index=tuple(int(i) for i in np.unravel_index(worst, a.shape)),
-        max_rel=float((diff / np.maximum(magnitude, floor)).max()),
-        scale_rel=max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf")), mean_abs=mean_abs,
-        cosine=_cosine(np.where(finite, a, 0.0), np.where(finite, r, 0.0)),
-        mismatch_fraction=float(outside.mean()), nonfinite_mismatches=bad_nonfinite, reason=reason,
+        max_rel=max_rel, scale_rel=max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf")),
+        mean_abs=mean_abs, cosine=cosine, mismatch_fraction=outside_count / a.size,
+        nonfinite_mismatches=bad_nonfinite, reason=reason,
     )
 
 
@@ -162,7 +184,8 @@ def explained_by_discontinuity(row: TensorComparison, jump: float | None, scale:
 
 def own_error(float32_result, float64_result) -> float:
     """max |x32 - x64|: how far one framework's float32 result is from its own float64 one."""
-    return float(np.abs(np.asarray(float32_result, np.float64) - np.asarray(float64_result, np.float64)).max())
+    a, r = np.asarray(float32_result), np.asarray(float64_result)
+    return max((float(np.abs(ca - cr).max()) for _, ca, cr in _chunks(a, r)), default=0.0)
 
 
 def bitwise_equal(a, b) -> bool:

@@ -44,10 +44,24 @@ class FrameworkRunner:
         self.framework = framework
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"twinframe-{framework}-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        options = {"call_timeout": call_timeout} if call_timeout else {}
-        self.worker = WorkerClient(framework, adapter or ADAPTERS[framework], log_dir=self.workdir, **options)
-        self.environment = self.worker.call("setup", threads=threads, device=device, deterministic=deterministic)
+        self._adapter, self._options = adapter or ADAPTERS[framework], {"call_timeout": call_timeout} if call_timeout else {}
+        self._settings = {"threads": threads, "device": device, "deterministic": deterministic}
+        self._start()
         self._names = itertools.count()
+
+    def _start(self) -> None:
+        self.worker = WorkerClient(self.framework, self._adapter, log_dir=self.workdir, **self._options)
+        self.environment = self.worker.call("setup", **self._settings)
+
+    def restart(self) -> None:
+        """A fresh worker with the same settings.  Freeing a model does not give back what a
+        framework keeps beside it (traced graphs, allocator pools): across many big models a
+        long-lived TF worker grew past 10 GB.  Models built before are gone."""
+        self.worker.close()
+        self._start()
+
+    def resident_bytes(self) -> int | None:
+        return self.worker.resident_bytes()
 
     def close(self) -> None:
         self.worker.close()

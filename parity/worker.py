@@ -139,6 +139,17 @@ class WorkerClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def resident_bytes(self) -> int | None:
+        """The worker's resident memory from /proc (Linux), None where that is not readable."""
+        if self.process is None:
+            return None
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return None
+        line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), None)
+        return int(line.split()[1]) * 1024 if line else None
+
     def _kill(self) -> None:
         try:
             os.killpg(self.process.pid, signal.SIGKILL)

@@ -124,3 +124,25 @@ def test_gradient_rejudged_by_the_float64_gradients_own_jump():
     # a smooth gradient (no jump, or none measured) explains nothing
     assert not explained_by_discontinuity(_failed(2.47e-4), jump=0.0, scale=0.06, tolerance=tolerance).passed
     assert not explained_by_discontinuity(_failed(2.47e-4), jump=None, scale=0.06, tolerance=tolerance).passed
+
+
+def test_a_chunked_comparison_reports_what_a_whole_tensor_pass_does(monkeypatch):
+    """Large tensors are judged in pieces; the statistics must not depend on the piece size."""
+    import parity.compare as comparator
+    from spec.tolerances import Tolerance
+
+    rng = np.random.default_rng(4)
+    r = rng.standard_normal((37, 53))
+    a = r + rng.standard_normal(r.shape) * 1e-6
+    a[3, 7], r[10, 1], a[20, 2], r[20, 2] = 0.5, np.nan, np.inf, np.inf
+    a[10, 1] = np.nan
+    for mode in ("elementwise", "max", "mean"):
+        whole = comparator.compare(a, r, Tolerance(1e-5, 1e-6, mode), "t")
+        monkeypatch.setattr(comparator, "CHUNK", 100)
+        pieces = comparator.compare(a, r, Tolerance(1e-5, 1e-6, mode), "t")
+        monkeypatch.setattr(comparator, "CHUNK", 1 << 22)
+        assert (pieces.passed, pieces.max_abs, pieces.max_abs_index, pieces.max_rel, pieces.mismatch_fraction) == \
+            (whole.passed, whole.max_abs, whole.max_abs_index, whole.max_rel, whole.mismatch_fraction)
+        assert pieces.mean_abs == pytest.approx(whole.mean_abs, rel=1e-12)
+        assert pieces.cosine == pytest.approx(whole.cosine, rel=1e-12)
+    assert whole.max_abs_index == (3, 7) and whole.nonfinite_mismatches == 0

@@ -62,3 +62,17 @@ def test_an_adapter_that_cannot_import_fails_at_start_up(tmp_path):
         WorkerClient("brokenframe", "tests.broken_adapter", log_dir=tmp_path)
     assert "[brokenframe worker]" in str(caught.value)
     assert "simulated broken framework install" in str(caught.value)
+
+
+def test_a_runner_reports_its_workers_memory_and_a_restart_gives_it_back(tmp_path):
+    from parity.runners import FrameworkRunner
+
+    with FrameworkRunner("fakeframe", adapter=FAKE, workdir=str(tmp_path)) as runner:
+        before = runner.resident_bytes()
+        pid = runner.worker.call("allocate", megabytes=300)["pid"]
+        grown = runner.resident_bytes()
+        assert before and grown - before > 250 * 2**20
+        runner.restart()
+        assert runner.worker.call("echo", value=1)["pid"] != pid
+        assert runner.resident_bytes() < grown - 250 * 2**20
+        assert runner.environment == {"settings": {"threads": 1, "device": "cpu", "deterministic": True}}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import io
 import os
 import re
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from spec.weights import atomic_write_bytes
 
 OUTPUT = "output"
 LAYER = "layer"
@@ -76,9 +74,9 @@ def layer_inputs(arrays: Mapping[str, np.ndarray], name: str) -> list[np.ndarray
 
 
 def save_arrays(path: str, arrays: Mapping[str, np.ndarray]) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **{key: np.asarray(value) for key, value in arrays.items()})
-    atomic_write_bytes(path, buffer.getvalue())
+    """Streamed to a temporary file and renamed: an in-memory buffer would hold every array
+    twice more (VGG's float64 gradients are a gigabyte)."""
+    atomic_write(path, lambda temporary: np.savez(temporary, **{key: np.asarray(v) for key, v in arrays.items()}))
 
 
 # torchvision's published DenseNet files predate its module names: "denselayer1.norm.1.weight"
@@ -112,6 +110,32 @@ def load_arrays(path: str) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"array file not found: {path}")
     with np.load(path, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
+
+
+class ArrayFile(Mapping):
+    """A saved npz read one array per access, so large results (float64 gradients) can be kept
+    for later checks on disk instead of in memory.  ``close()`` removes the file."""
+
+    def __init__(self, path: str, arrays: Mapping[str, np.ndarray]):
+        save_arrays(path, arrays)
+        self.path = path
+        self._data = np.load(path, allow_pickle=False)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data.files)
+
+    def __len__(self) -> int:
+        return len(self._data.files)
+
+    def __contains__(self, key) -> bool:  # without reading the array
+        return key in self._data.files
+
+    def close(self) -> None:
+        self._data.close()
+        Path(self.path).unlink(missing_ok=True)
 
 
 # The operations every adapter serves, with one signature across frameworks.

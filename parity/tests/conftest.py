@@ -15,6 +15,7 @@ from parity.runners import FrameworkRunner
 REPORT_PATH = Path(os.environ.get("TWINFRAME_REPORTS", "reports")) / "parity.json"
 THREADS = int(os.environ.get("TWINFRAME_THREADS", "1"))
 DEVICE = os.environ.get("TWINFRAME_DEVICE", "cpu")
+RECYCLE_BYTES = int(float(os.environ.get("TWINFRAME_RECYCLE_GB", "2")) * 2**30)
 
 _report = ParityReport(REPORT_PATH)
 
@@ -76,6 +77,17 @@ class TwinCache:
             for section, data in pair.metadata().items():
                 self.report.record(name, section, data)
         pair.close()
+        if not self.pairs:
+            self.recycle_large_workers()
+
+    def recycle_large_workers(self) -> None:
+        """Restart a worker that holds more than RECYCLE_BYTES once no pair needs it: freed
+        models leave framework caches behind, and on a 2-core, 24 GB CI machine a TF worker
+        that had hosted the whole zoo was killed for memory."""
+        for runner in self.runners.values():
+            size = runner.resident_bytes()
+            if size is not None and size > RECYCLE_BYTES:
+                runner.restart()
 
 
 @pytest.fixture(scope="session")
