@@ -13,9 +13,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from spec.recipes import AECNN_JOINT_WEIGHTS, OptimizerSpec, adam_step_scalars
+from spec.recipes import AECNN_JOINT_WEIGHTS, PRECISIONS, OptimizerSpec, adam_step_scalars, loss_dtype
 
 DICE_SMOOTH = 1e-6
+MIXED_POLICY = "mixed_bfloat16"  # Keras' policy for precision "bfloat16": float32 variables, bfloat16 compute
 
 
 def loss_value(kind: str, logits, target, inputs=None, label_smoothing: float = 0.0):
@@ -50,6 +51,21 @@ def prediction(outputs):
     return outputs[-1] if isinstance(outputs, (tuple, list)) else outputs
 
 
+def disable_dropout(net: keras.Model) -> None:
+    """Trajectory parity: dropout draws from each framework's own generator, so no two masks
+    agree; with rate 0 every remaining step is deterministic arithmetic on both sides."""
+    for layer in _layers(net):
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0
+
+
+def _layers(net):
+    for layer in net.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
+
+
 def last_dense(net: keras.Model) -> keras.layers.Dense:
     """The classifier: the last Dense layer (its input is the pre-logit embedding)."""
     dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)]
@@ -72,9 +88,17 @@ class Trainer:
     the frozen network stays in inference mode (BN statistics fixed, dropout off)."""
 
     def __init__(self, net: keras.Model, optimizer: OptimizerSpec, loss: str, label_smoothing: float = 0.0,
-                 head_only: bool = False):
+                 head_only: bool = False, precision: str = "float32", dropout: bool = True):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        compute = {"bfloat16": "bfloat16", "float64": "float64"}.get(precision, "float32")
+        if net.compute_dtype != compute:  # Keras fixes the compute dtype when the model is built
+            raise ValueError(f"precision {precision!r} needs a model built under the {compute!r} compute dtype, "
+                             f"got {net.compute_dtype!r}")
         self.net, self.spec, self.loss, self.label_smoothing = net, optimizer, loss, label_smoothing
-        self.head_only = head_only
+        self.head_only, self.precision, self.dtype = head_only, precision, tf.as_dtype(loss_dtype(precision))
+        if not dropout:
+            disable_dropout(net)
         head = {id(v) for v in last_dense(net).trainable_variables} if head_only else set()
         self.params = [v for v in net.trainable_variables if not head_only or id(v) in head]
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.params]
@@ -84,15 +108,26 @@ class Trainer:
         self._gradients = tf.function(self._loss_and_gradients, reduce_retracing=True)
         self._update = tf.function(self._apply_adam, reduce_retracing=True)
 
+    def _forward(self, x, training: bool):
+        """The model's output(s) in the loss dtype (float32 under mixed bfloat16)."""
+        outputs = self.net(x, training=training)
+        return [tf.cast(o, self.dtype) for o in outputs] if isinstance(outputs, (tuple, list)) \
+            else tf.cast(outputs, self.dtype)
+
+    def _batch(self, x: np.ndarray) -> tf.Tensor:
+        """A batch array as NHWC; floating data in the loss dtype (the model casts its input)."""
+        tensor = _nhwc(x)
+        return tf.cast(tensor, self.dtype) if tensor.dtype.is_floating else tensor
+
     def _loss_and_gradients(self, x, y):
         with tf.GradientTape() as tape:
-            value = loss_value(self.loss, self.net(x, training=not self.head_only), y, x, self.label_smoothing)
+            value = loss_value(self.loss, self._forward(x, not self.head_only), y, x, self.label_smoothing)
             if self.net.losses:
                 value = value + tf.add_n(self.net.losses)
         return value, tape.gradient(value, self.params)
 
     def train_step(self, x: np.ndarray, y: np.ndarray, lr: float, clip_norm: float | None = None) -> float:
-        value, grads = self._gradients(_nhwc(x), _nhwc(y))
+        value, grads = self._gradients(self._batch(x), self._batch(y))
         if clip_norm is not None:
             grads = clip_by_global_norm(grads, clip_norm)
         self._adam(grads, lr)
@@ -102,7 +137,7 @@ class Trainer:
         """Scalars from spec (float64, the same for both twins); the update traced."""
         self.step_count += 1
         scalars = adam_step_scalars(self.spec, self.step_count, lr)
-        self._update(list(grads), *(tf.constant(v, tf.float32) for v in scalars))
+        self._update(list(grads), *(tf.constant(v, self.params[0].dtype) for v in scalars))
 
     def _apply_adam(self, grads, step_size, root_correction, decay):
         s = self.spec
@@ -121,15 +156,15 @@ class Trainer:
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
         """The prediction (inference mode) and the batch's loss without penalties."""
-        inputs = _nhwc(x)
-        outputs = self.net(inputs, training=False)
-        loss = loss_value(self.loss, outputs, _nhwc(y), inputs, self.label_smoothing)
+        inputs = self._batch(x)
+        outputs = self._forward(inputs, False)
+        loss = loss_value(self.loss, outputs, self._batch(y), inputs, self.label_smoothing)
         return _nchw(np.asarray(prediction(outputs))), float(loss)
 
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Pre-logit embedding: the input of the classifier."""
         features = keras.Model(self.net.inputs, last_dense(self.net).input)
-        return np.asarray(features(_nhwc(x), training=False))
+        return np.asarray(tf.cast(features(self._batch(x), training=False), self.dtype))
 
     # -- resume state: optimizer moments, step count and the RNG ------------------------
     def optimizer_state(self) -> dict[str, np.ndarray]:

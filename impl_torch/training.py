@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spec.recipes import AECNN_JOINT_WEIGHTS, OptimizerSpec, adam_step_scalars
+from spec.recipes import AECNN_JOINT_WEIGHTS, PRECISIONS, OptimizerSpec, adam_step_scalars, loss_dtype
 
 DICE_SMOOTH = 1e-6
 
@@ -48,6 +48,14 @@ def prediction(outputs):
     return outputs[-1] if isinstance(outputs, (tuple, list)) else outputs
 
 
+def disable_dropout(net: torch.nn.Module) -> None:
+    """Trajectory parity: dropout draws from each framework's own generator, so no two masks
+    agree; with rate 0 every remaining step is deterministic arithmetic on both sides."""
+    for module in net.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
 def last_linear(net: torch.nn.Module) -> torch.nn.Linear:
     """The classifier: the last Linear layer (its input is the pre-logit embedding)."""
     linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
@@ -61,23 +69,39 @@ class Trainer:
     the frozen network stays in eval mode (BN statistics fixed, dropout off)."""
 
     def __init__(self, net: torch.nn.Module, optimizer: OptimizerSpec, loss: str, label_smoothing: float = 0.0,
-                 head_only: bool = False):
+                 head_only: bool = False, precision: str = "float32", dropout: bool = True):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.net, self.spec, self.loss, self.label_smoothing = net, optimizer, loss, label_smoothing
-        self.head_only = head_only
+        self.head_only, self.precision = head_only, precision
+        self.device, self.dtype = next(net.parameters()).device, getattr(torch, loss_dtype(precision))
+        if not dropout:
+            disable_dropout(net)
         head = {id(p) for p in last_linear(net).parameters()} if head_only else set()
         self.params = [p for p in net.parameters() if not head_only or id(p) in head]
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
         self.step_count = 0
 
+    def _forward(self, x: torch.Tensor):
+        """The model's output(s) in the loss dtype (float32 under bfloat16 autocast)."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+            outputs = self.net(x)
+        return tuple(o.to(self.dtype) for o in outputs) if isinstance(outputs, (tuple, list)) else outputs.to(self.dtype)
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        """A batch array on the model's device; floating data in the model's dtype."""
+        tensor = torch.from_numpy(array).to(self.device)
+        return tensor.to(self.dtype) if tensor.is_floating_point() else tensor
+
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        value = loss_value(self.loss, self.net(x), y, x, self.label_smoothing)
+        value = loss_value(self.loss, self._forward(x), y, x, self.label_smoothing)
         penalty = getattr(self.net, "regularization_loss", None)
         return value + penalty() if penalty is not None else value
 
     def train_step(self, x: np.ndarray, y: np.ndarray, lr: float, clip_norm: float | None = None) -> float:
         self.net.train(not self.head_only)
-        value = self._loss(torch.from_numpy(x), torch.from_numpy(y))
+        value = self._loss(self._tensor(x), self._tensor(y))
         grads = torch.autograd.grad(value, self.params)
         if clip_norm is not None:
             grads = clip_by_global_norm(grads, clip_norm)
@@ -85,7 +109,7 @@ class Trainer:
         return float(value.detach())
 
     def _adam(self, grads, lr: float) -> None:
-        """Scalars from spec (float64, the same for both twins); the update in float32."""
+        """Scalars from spec (float64, the same for both twins); the update in the weights' dtype."""
         s, (b1, b2) = self.spec, self.spec.betas
         self.step_count += 1
         step_size, root_correction, decay = adam_step_scalars(s, self.step_count, lr)
@@ -106,10 +130,10 @@ class Trainer:
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
         """The prediction (eval mode) and the batch's loss without penalties."""
         self.net.eval()
-        inputs = torch.from_numpy(x)
-        outputs = self.net(inputs)
-        loss = loss_value(self.loss, outputs, torch.from_numpy(y), inputs, self.label_smoothing)
-        return prediction(outputs).numpy(), float(loss)
+        inputs = self._tensor(x)
+        outputs = self._forward(inputs)
+        loss = loss_value(self.loss, outputs, self._tensor(y), inputs, self.label_smoothing)
+        return prediction(outputs).cpu().numpy(), float(loss)
 
     @torch.no_grad()
     def embed(self, x: np.ndarray) -> np.ndarray:
@@ -118,23 +142,23 @@ class Trainer:
         seen = []
         hook = last_linear(self.net).register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0]))
         try:
-            self.net(torch.from_numpy(x))
+            self._forward(self._tensor(x))
         finally:
             hook.remove()
-        return seen[0].numpy()
+        return seen[0].to(self.dtype).cpu().numpy()
 
     # -- resume state: optimizer moments, step count and the RNG ------------------------
     def optimizer_state(self) -> dict[str, np.ndarray]:
-        state = {f"m.{i}": m.numpy().copy() for i, m in enumerate(self.m)}
-        state.update({f"v.{i}": v.numpy().copy() for i, v in enumerate(self.v)})
+        state = {f"m.{i}": m.cpu().numpy().copy() for i, m in enumerate(self.m)}
+        state.update({f"v.{i}": v.cpu().numpy().copy() for i, v in enumerate(self.v)})
         state["step_count"] = np.asarray(self.step_count, np.int64)
         state["rng"] = torch.get_rng_state().numpy().copy()
         return state
 
     def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
         for i, (m, v) in enumerate(zip(self.m, self.v)):
-            m.copy_(torch.from_numpy(state[f"m.{i}"]))
-            v.copy_(torch.from_numpy(state[f"v.{i}"]))
+            m.copy_(self._tensor(state[f"m.{i}"]))
+            v.copy_(self._tensor(state[f"v.{i}"]))
         self.step_count = int(state["step_count"])
         torch.set_rng_state(torch.from_numpy(state["rng"]))
 

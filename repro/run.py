@@ -29,11 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python repro/run.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
+from repro.init_weights import PARITY_INIT_FRAMEWORK  # noqa: E402
 from repro.record import RunRecord, git_state, package_versions, platform_info, sha256_file  # noqa: E402
 from spec import data as spec_data  # noqa: E402
 from spec import models as spec_models  # noqa: E402
 from spec.errors import TwinframeError  # noqa: E402
-from spec.recipes import AECNN_REPORT_SIZE, RECIPES, get_recipe  # noqa: E402
+from spec.recipes import AECNN_REPORT_SIZE, PRECISIONS, RECIPES, get_recipe  # noqa: E402
 
 DEFAULT_RECIPE, DEFAULT_MODEL, DEFAULT_DATASET = "medianet", "resnet18", "digits"
 DATASETS = ("digits", "medmnist", "medianet_folder", "segmentation")
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--threads", type=int, default=1, help="intra- and inter-op threads of the framework")
     p.add_argument("--device", default="cpu", help="cpu, or cuda / gpu")
+    p.add_argument("--parity", action="store_true",
+                   help=f"trajectory parity: start from {PARITY_INIT_FRAMEWORK}'s initialisation for this seed (in "
+                        "either framework) and train with dropout off, so the torch and tf runs can be compared "
+                        "step by step (python repro/compare.py)")
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="bfloat16: mixed precision (bfloat16 compute, float32 weights and optimizer state)")
     p.add_argument("--nondeterministic", action="store_true", help="leave the framework's default (faster) kernels on")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export of the final model")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -106,6 +113,9 @@ def resolve_settings(args: argparse.Namespace) -> dict:
         raise TwinframeError(f"--dataset medmnist needs --flag (one of {', '.join(spec_data.MEDMNIST_FLAGS)})")
     if args.limit is not None and args.limit < 1:
         raise TwinframeError(f"--limit must be >= 1, got {args.limit}")
+    if args.out and Path(args.out).is_dir() and any(Path(args.out).iterdir()):
+        raise TwinframeError(f"run directory {args.out} already exists and is not empty; runs are never overwritten "
+                             f"(choose another --out, or --resume it if it was interrupted)")
     model = args.model or (recipe.default_model if recipe.stage else DEFAULT_MODEL)
     if recipe.stage in (2, 3) and model != recipe.default_model:
         raise TwinframeError(f"aecnn stage {recipe.stage} trains {recipe.default_model!r}, not {model!r}")
@@ -115,7 +125,8 @@ def resolve_settings(args: argparse.Namespace) -> dict:
             "model": model, "model_config": model_config, "init_from": init_from, "dataset": args.dataset, "flag": args.flag,
             "size": args.size, "data_dir": str(Path(args.data_dir).expanduser().resolve()) if args.data_dir else None,
             "limit": args.limit, "threads": args.threads, "device": args.device,
-            "deterministic": not args.nondeterministic, "onnx": not args.no_onnx}
+            "deterministic": not args.nondeterministic, "precision": args.precision, "parity": args.parity,
+            "onnx": not args.no_onnx}
 
 
 def load_dataset(settings: dict):
@@ -176,6 +187,23 @@ def start_from(backend, recipe, run_dirs: list[str]) -> list[dict]:
             save_canonical(Path(scratch) / "init.safetensors", merged)
             backend.load_weights(str(Path(scratch) / "init.safetensors"))
     return sources
+
+
+def start_from_parity_init(backend, model: str, config: dict, seed: int) -> None:
+    """Trajectory parity: load the model's initialisation as PARITY_INIT_FRAMEWORK makes it with
+    this seed, written by a process of that framework (never two frameworks in one process)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "init.safetensors"
+        command = [sys.executable, str(ROOT / "repro" / "init_weights.py"), "--framework", PARITY_INIT_FRAMEWORK,
+                   "--model", model, "--config", json.dumps(config), "--seed", str(seed), "--out", str(path)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        if result.returncode != 0:
+            raise TwinframeError(f"the {PARITY_INIT_FRAMEWORK} process writing the parity start failed (exit "
+                                 f"{result.returncode}):\n{result.stderr[-2000:]}")
+        backend.load_weights(str(path))
 
 
 def check_fit(recipe, dataset, model: str) -> None:
@@ -242,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     from repro.loop import LoopState, Progress, knn_evaluate, train
 
     backend = Backend(settings["framework"], settings["threads"], settings["device"], settings["deterministic"])
-    built = backend.build(settings["model"], config, recipe.seed)
+    built = backend.build(settings["model"], config, recipe.seed, settings.get("precision", "float32"))
     if args.resume:
         record = RunRecord.open_for_resume(args.resume)
         loop_dict, optimizer_state = record.load_checkpoint()
@@ -253,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out) if args.out else default_run_dir(args.runs_dir, settings, recipe.seed)
         try:
             sources = start_from(backend, recipe, settings["init_from"])
+            if not sources and settings.get("parity"):  # torch too: its float64 build would draw other values
+                start_from_parity_init(backend, settings["model"], config, recipe.seed)
         except TwinframeError as error:
             parser.error(str(error))
         manifest = {
@@ -267,10 +297,12 @@ def main(argv: list[str] | None = None) -> int:
             record = RunRecord.create(out, manifest)
         except TwinframeError as error:
             parser.error(str(error))
-        if sources:
-            backend.save_weights(str(record.path("init.safetensors")))
+        record.write_manifest({**record.manifest(), "init": {
+            "digest": backend.save_weights(str(record.path("init.safetensors"))),
+            "source": "init_from" if sources else f"{PARITY_INIT_FRAMEWORK} initialisation (parity)"
+            if settings.get("parity") else f"{settings['framework']} initialisation"}})
         state, optimizer_state = LoopState(), None
-    trainer = backend.trainer(recipe)
+    trainer = backend.trainer(recipe, dropout=not settings.get("parity", False))
     if optimizer_state is not None:
         trainer.load_optimizer_state(optimizer_state)
     started = time.perf_counter()

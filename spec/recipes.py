@@ -107,6 +107,22 @@ IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 # cross_entropy (class indices, optional label smoothing) | bce_logits (multi-label) |
 # bce_dice (BCE on probabilities + 1 - Dice) | mse (reconstruction of the input) |
 # aecnn_joint (AECNN_JOINT_WEIGHTS[0] * BCE on the logits + [1] * MSE of the reconstruction)
+# Training precision, a run setting: float32; bfloat16 (mixed: bfloat16 compute with float32
+# weights and optimizer state, torch autocast / Keras "mixed_bfloat16", losses in float32); or
+# float64 (everything, for trajectory parity: float32 round-off differences between the two
+# frameworks grow chaotically over a run, float64's start 1e9 times smaller).  float16 is not
+# offered: it needs loss scaling, whose dynamics differ between the frameworks.
+PRECISIONS = ("float32", "bfloat16", "float64")
+
+
+def loss_dtype(precision: str) -> str:
+    """The dtype losses and predictions are taken in."""
+    return "float64" if precision == "float64" else "float32"
+
+
+def model_dtype(precision: str) -> str:
+    """The dtype a model's weights are built and stored in."""
+    return "float64" if precision == "float64" else "float32"
 LOSSES = ("cross_entropy", "bce_logits", "bce_dice", "mse", "aecnn_joint")
 AECNN_JOINT_WEIGHTS = (0.9, 0.1)
 AECNN_REPORT_SIZE = 1024  # the report's image size; its crop sizes below are for these

@@ -94,6 +94,25 @@ def test_a_run_is_never_overwritten_and_a_complete_one_not_resumed(framework_run
     assert (first / "manifest.json").read_bytes() == before
 
 
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_bfloat16_mixed_precision_is_reproducible_and_keeps_float32_weights(framework, tmp_path):
+    """Padded to 32 px: on the bare 8 px digits ResNet-18's layer3.0.conv1 sees a 1x1 map with
+    stride 2, where torch's CPU bfloat16 weight gradient is garbage (test_training_twins.py)."""
+    from spec.weights import load_canonical
+
+    common = ["--framework", framework, *QUICK, "--input-size", "32", "--no-onnx"]
+    runs = {name: tmp_path / name for name in ("bf16-a", "bf16-b", "f32")}
+    for name, out in runs.items():
+        run(*common, "--precision", "float32" if name == "f32" else "bfloat16", "--out", str(out))
+    shas = [json.loads((d / "manifest.json").read_text())["summary"]["final_sha256"] for d in runs.values()]
+    assert shas[0] == shas[1] != shas[2]  # reproducible, and not the float32 run
+    assert json.loads((runs["bf16-a"] / "manifest.json").read_text())["settings"]["precision"] == "bfloat16"
+    assert {t.dtype for t in load_canonical(runs["bf16-a"] / "final.safetensors").values()} == {np.dtype(np.float32)}
+    # the same initial weights: the first loss differs from float32's by bfloat16 rounding only
+    loss16, loss32 = (next(e["loss"] for e in epochs_of(runs[n]) if e["kind"] == "step") for n in ("bf16-a", "f32"))
+    assert loss16 != loss32 and abs(loss16 - loss32) < 2e-2 * loss32
+
+
 @pytest.mark.parametrize("args, message", [
     (["--framework", "torch", "--recipe", "nope"], "unknown recipe 'nope'"),
     (["--framework", "torch", "--model", "resnet19"], "unknown model 'resnet19'"),

@@ -72,3 +72,38 @@ def test_written_out_adam_matches_the_frameworks_own(code):
     assert result.returncode == 0, result.stderr[-3000:]
     errors = json.loads(result.stdout.strip().splitlines()[-1])
     assert errors and all(error <= 1e-6 for error in errors.values()), errors
+
+
+TORCH_BF16_CONV = """
+import json, torch
+torch.manual_seed(0)
+errors = {2: 0.0, 1: 0.0}
+# A 2x2 map through a stride-2 3x3 conv (right), then a 1x1 map: wrong in about 4 of 5 tries,
+# seemingly from memory the kernel never wrote, so 40 tries make a miss all but impossible.
+for _ in range(40):
+    for size in (2, 1):
+        conv = torch.nn.Conv2d(16, 32, 3, 2, 1, bias=False)
+        x = torch.randn(32, 16, size, size)
+        exact = torch.nn.functional.conv2d(x.bfloat16().float(), conv.weight.bfloat16().float(), None, 2, 1)
+        want, = torch.autograd.grad(exact.sum(), conv.weight)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = conv(x)
+        got, = torch.autograd.grad(y.float().sum(), conv.weight)
+        errors[size] = max(errors[size], float((got - want).abs().max() / want.abs().max()))
+print(json.dumps(errors))
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="upstream: torch 2.13 CPU bfloat16 conv weight gradient is garbage (up to "
+                                       "1e38, different each call) for a 1x1 input through a stride-2 3x3 conv")
+def test_torch_cpu_bfloat16_conv_weight_gradient_is_right_on_a_1x1_map():
+    """Found by the bfloat16 run test: ResNet-18 on 8 px digits gave a different final sha256 on
+    every run.  While this xfail holds, mixed precision on torch/CPU needs inputs whose strided
+    convs never see a 1x1 map (repro/README); once torch fixes it, this test fails (strict) as
+    the reminder to lift the note."""
+    result = subprocess.run([sys.executable, "-c", TORCH_BF16_CONV], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    errors = json.loads(result.stdout.strip().splitlines()[-1])
+    assert errors["2"] < 1e-2, errors  # the 2x2 map is right to bfloat16 rounding
+    assert errors["1"] < 1e-2, errors

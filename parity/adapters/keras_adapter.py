@@ -84,7 +84,7 @@ def build(handle: str, factory: str, model: str, config: dict, seed: int, dtype:
     # Every layer built now computes and stores in dtype.  Keras caches its global dtype
     # policy at first use, so setting floatx alone would not reach a second build.
     previous = keras.config.floatx(), keras.config.dtype_policy()
-    keras.config.set_floatx(dtype)
+    keras.config.set_floatx("float32" if dtype.startswith("mixed_") else dtype)  # mixed: float32 variables
     keras.config.set_dtype_policy(dtype)
     try:
         net = common.load_factory(factory)(model, **config)
