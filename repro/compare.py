@@ -1,0 +1,407 @@
+"""Compare training run records: determinism, cross-framework parity, ONNX.
+
+    python repro/compare.py                       # every complete run under runs/
+    python repro/compare.py RUN_DIR [RUN_DIR ...] --reports reports
+
+Three questions, each with a verdict:
+  1. determinism  runs of one framework with the same settings are bitwise identical
+                  (final weights' sha256, every logged step and epoch metric)
+  2. parity       the torch and tf runs of the same settings and initial weights (run.py
+                  --parity) agree per step (loss, learning rate), per epoch, in their final
+                  weights and test predictions, within spec.tolerances.TRAJECTORY
+  3. onnx         each run's final.onnx in onnxruntime gives its own framework's predictions,
+                  and the two frameworks' exports agree with each other
+
+Writes compare.json, compare.md, plots (PNG) and badges (SVG + shields.io endpoint JSON) to
+--reports.  Exit status: 0 all verdicts pass, 1 one fails, 2 bad input (nothing is written).
+Framework-free: NumPy and onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python repro/compare.py` from a checkout
+    sys.path.insert(0, str(ROOT))
+
+from parity.compare import compare  # noqa: E402
+from repro import badges  # noqa: E402
+from repro.record import MANIFEST, STATUS_COMPLETE  # noqa: E402
+from spec.errors import TwinframeError  # noqa: E402
+from spec.tolerances import ONNX_AGAINST_FRAMEWORK, TRAJECTORY, Tolerance  # noqa: E402
+from spec.weights import atomic_write_bytes, load_canonical  # noqa: E402
+
+ONNX_SAMPLES = 32  # test samples run through each ONNX file
+UNTIMED = ("wall_s",)  # logged but not part of a run's result
+PASS, FAIL, UNCHECKED = "pass", "fail", "not checked"
+
+
+@dataclass
+class Run:
+    dir: Path
+    manifest: dict
+
+    @classmethod
+    def open(cls, directory: Path) -> "Run":
+        path = directory / MANIFEST
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise TwinframeError(f"{directory}: not a readable run record ({error})") from None
+        return cls(directory, manifest)
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest.get("status") == STATUS_COMPLETE
+
+    @property
+    def framework(self) -> str:
+        return self.manifest["settings"]["framework"]
+
+    @property
+    def precision(self) -> str:
+        return self.manifest["settings"].get("precision", "float32")
+
+    @property
+    def init_digest(self) -> str | None:
+        return (self.manifest.get("init") or {}).get("digest")
+
+    @property
+    def summary(self) -> dict:
+        return self.manifest.get("summary", {})
+
+    def settings_key(self, with_framework: bool) -> str:
+        """What must be equal for two runs to be comparable (the output folder never is)."""
+        settings = {k: v for k, v in self.manifest["settings"].items() if with_framework or k != "framework"}
+        return json.dumps(settings, sort_keys=True)
+
+    def lines(self) -> list[dict]:
+        text = (self.dir / "metrics.jsonl").read_text()
+        return [{k: v for k, v in json.loads(line).items() if k not in UNTIMED} for line in text.splitlines() if line]
+
+    def steps(self) -> list[dict]:
+        return [line for line in self.lines() if line["kind"] == "step"]
+
+    def epochs(self) -> list[dict]:
+        return [line for line in self.lines() if line["kind"] == "epoch"]
+
+    def label(self) -> str:
+        return str(self.dir)
+
+
+def find_runs(paths: list[str], runs_dir: str) -> tuple[list[Run], list[dict]]:
+    """The complete runs among ``paths`` (or every run under ``runs_dir``), and those skipped."""
+    if paths:
+        dirs = [Path(p) for p in paths]
+        missing = [str(d) for d in dirs if not (d / MANIFEST).is_file()]
+        if missing:
+            raise TwinframeError(f"not run directories (no {MANIFEST}): {', '.join(missing)}")
+    else:
+        if not Path(runs_dir).is_dir():
+            raise TwinframeError(f"no runs folder {runs_dir!r}; train with repro/run.py first or name run directories")
+        dirs = sorted(p.parent for p in Path(runs_dir).rglob(MANIFEST))
+    runs, skipped = [], []
+    for directory in dirs:
+        run = Run.open(directory)
+        if run.complete:
+            runs.append(run)
+        else:
+            skipped.append({"run": str(directory), "reason": f"status {run.manifest.get('status')!r} (interrupted?)"})
+    if not runs:
+        raise TwinframeError("no complete run to compare" + (f" ({len(skipped)} incomplete)" if skipped else ""))
+    return runs, skipped
+
+
+# -- 1. determinism ---------------------------------------------------------------------
+
+def judge_determinism(runs: list[Run]) -> list[dict]:
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.settings_key(with_framework=True), []).append(run)
+    results = []
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        first, *others = group
+        mismatches = [difference(first, other) for other in others]
+        results.append({
+            "framework": first.framework, "runs": [r.label() for r in group],
+            "final_sha256": [r.summary.get("final_sha256") for r in group],
+            "passed": not any(mismatches), "first_difference": next((m for m in mismatches if m), None),
+        })
+    return results
+
+
+def difference(a: Run, b: Run) -> dict | None:
+    """Where two runs first differ: the final weights' hash, else the first metrics line."""
+    la, lb = a.lines(), b.lines()
+    for i, (x, y) in enumerate(zip(la, lb)):
+        if x != y:
+            keys = sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
+            return {"runs": [a.label(), b.label()], "line": i, "keys": keys,
+                    "values": [{k: x.get(k) for k in keys}, {k: y.get(k) for k in keys}]}
+    if len(la) != len(lb):
+        return {"runs": [a.label(), b.label()], "line": min(len(la), len(lb)), "keys": ["length"],
+                "values": [len(la), len(lb)]}
+    if a.summary.get("final_sha256") != b.summary.get("final_sha256"):
+        return {"runs": [a.label(), b.label()], "keys": ["final_sha256"],
+                "values": [a.summary.get("final_sha256"), b.summary.get("final_sha256")]}
+    return None
+
+
+# -- 2. cross-framework parity ----------------------------------------------------------
+
+def parity_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
+    """The first torch and first tf run of each setting (the reference is torch)."""
+    groups: dict[str, dict[str, Run]] = {}
+    for run in runs:
+        groups.setdefault(run.settings_key(with_framework=False), {}).setdefault(run.framework, run)
+    return [(group["torch"], group["tf"]) for group in groups.values() if {"torch", "tf"} <= set(group)]
+
+
+def judge_parity(reference: Run, candidate: Run) -> dict:
+    tolerance = TRAJECTORY.get(reference.precision, TRAJECTORY["float32"])
+    result = {"runs": {"torch": reference.label(), "tf": candidate.label()}, "precision": reference.precision,
+              "tolerance": {"rtol": tolerance.rtol, "mode": tolerance.mode}}
+    if reference.init_digest is None or reference.init_digest != candidate.init_digest:
+        return {**result, "comparable": False, "passed": False,
+                "reason": "the runs did not start from the same weights: train both with run.py --parity"}
+    steps = trajectory(reference.steps(), candidate.steps(), tolerance)
+    epochs = epoch_metrics(reference.epochs(), candidate.epochs(), tolerance)
+    weights = tensors(reference.dir / "final.safetensors", candidate.dir / "final.safetensors", tolerance)
+    predictions = tensors(reference.dir / "final_test_logits.npy", candidate.dir / "final_test_logits.npy", tolerance)
+    parts = (steps, epochs, weights, predictions)
+    return {**result, "comparable": True, "passed": all(p["passed"] for p in parts), "steps": steps,
+            "epochs": epochs, "final_weights": weights, "test_predictions": predictions}
+
+
+def relative(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a - b| / |b| per element (b the reference), 0 where both are 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.abs(a - b) / np.abs(b)
+    return np.where(a == b, 0.0, rel)
+
+
+def trajectory(ref: list[dict], cand: list[dict], tolerance: Tolerance) -> dict:
+    """Per-step loss and learning rate; the first step whose loss differs beyond tolerance."""
+    if [s["step"] for s in ref] != [s["step"] for s in cand]:
+        return {"passed": False, "reason": f"different steps: {len(ref)} vs {len(cand)}", "count": len(ref)}
+    if not ref:
+        return {"passed": True, "count": 0, "reason": "no optimizer step (knn)"}
+    loss_ref, loss_cand = (np.array([s["loss"] for s in run], np.float64) for run in (ref, cand))
+    lr_ref, lr_cand = (np.array([s["lr"] for s in run], np.float64) for run in (ref, cand))
+    rel = relative(loss_cand, loss_ref)
+    beyond = np.flatnonzero(rel > tolerance.rtol)
+    first = int(beyond[0]) if beyond.size else None
+    lr_rel = relative(lr_cand, lr_ref)
+    return {
+        "passed": first is None and float(lr_rel.max()) <= tolerance.rtol, "count": len(ref),
+        "loss_max_rel": float(rel.max()), "loss_max_rel_step": int(ref[int(np.argmax(rel))]["step"]),
+        "first_divergent_step": None if first is None else int(ref[first]["step"]),
+        "first_divergent_rel": None if first is None else float(rel[first]),
+        "lr_max_rel": float(lr_rel.max()),
+        "loss_rel_by_step": [float(v) for v in rel],
+    }
+
+
+def epoch_metrics(ref: list[dict], cand: list[dict], tolerance: Tolerance) -> dict:
+    rows, worst = [], 0.0
+    for a, b in zip(ref, cand):
+        for key in sorted(k for k, v in a.items() if isinstance(v, float) and k in b):
+            rel = float(relative(np.float64(b[key]), np.float64(a[key])))
+            worst = max(worst, rel)
+            rows.append({"epoch": a["epoch"], "metric": key, "torch": a[key], "tf": b[key], "rel": rel})
+    return {"passed": len(ref) == len(cand) and worst <= tolerance.rtol, "max_rel": worst, "rows": rows,
+            "epochs": [len(ref), len(cand)]}
+
+
+def tensors(ref_path: Path, cand_path: Path, tolerance: Tolerance) -> dict:
+    """Final weights (canonical layout, by name) or predictions, norm-wise per tensor."""
+    for path in (ref_path, cand_path):
+        if not path.is_file():
+            return {"passed": False, "reason": f"missing {path}"}
+    if ref_path.suffix == ".npy":
+        ref, cand = {"predictions": np.load(ref_path)}, {"predictions": np.load(cand_path)}
+    else:
+        ref, cand = load_canonical(ref_path), load_canonical(cand_path)
+    if ref.keys() != cand.keys():
+        return {"passed": False, "reason": f"different tensors: {sorted(set(ref) ^ set(cand))[:5]}"}
+    rows = [compare(cand[name], ref[name], tolerance, name) for name in ref]
+    worst = max(rows, key=lambda row: row.scale_rel if row.scale_rel is not None else np.inf)
+    return {"passed": all(row.passed for row in rows), "tensors": len(rows), "max_scale_rel": worst.scale_rel,
+            "worst": worst.name, "failed": [row.name for row in rows if not row.passed][:10]}
+
+
+# -- 3. ONNX ----------------------------------------------------------------------------
+
+def onnx_inputs(run: Run) -> np.ndarray:
+    """The first test samples as the run's model saw them (framework-free preprocessing)."""
+    from repro.loop import make_batch
+    from repro.run import load_dataset
+    from spec.recipes import get_recipe
+
+    settings = run.manifest["settings"]
+    recipe = get_recipe(settings["recipe"], **settings["recipe_overrides"])
+    dataset = load_dataset(settings)
+    split = dataset.splits["test"]
+    return make_batch(split, np.arange(min(ONNX_SAMPLES, len(split.labels))), recipe, dataset.task)[0]
+
+
+def onnx_predictions(path: Path, x: np.ndarray) -> np.ndarray:
+    from parity.runners import OnnxRuntimeRunner
+
+    runner = OnnxRuntimeRunner(str(path))
+    dtype = {"tensor(double)": np.float64}.get(runner.session.get_inputs()[0].type, np.float32)
+    outputs = runner.infer(x.astype(dtype))
+    return outputs[sorted(outputs)[-1]]  # the last output: the prediction (AECNN: after its reconstruction)
+
+
+def judge_onnx(runs: list[Run], pairs: list[tuple[Run, Run]]) -> list[dict]:
+    results, predictions = [], {}
+    for run in runs:
+        path = run.dir / "final.onnx"
+        if not path.is_file():
+            continue
+        x = onnx_inputs(run)
+        try:
+            predictions[run.label()] = onnx_predictions(path, x)
+        except Exception as error:  # onnxruntime's own error types: a broken or unsupported file
+            results.append({"check": f"{run.framework}-onnx vs {run.framework}", "runs": [run.label()],
+                            "passed": False, "scale_rel": None, "reason": f"onnxruntime could not run {path}: {error}"})
+            continue
+        own = np.load(run.dir / "final_test_logits.npy")[: len(x)]
+        tolerance = ONNX_AGAINST_FRAMEWORK.get(run.precision, ONNX_AGAINST_FRAMEWORK["float32"])
+        row = compare(predictions[run.label()], own, tolerance, "predictions")
+        results.append({"check": f"{run.framework}-onnx vs {run.framework}", "runs": [run.label()],
+                        "passed": row.passed, "scale_rel": row.scale_rel, "samples": len(x), "reason": row.reason})
+    for reference, candidate in pairs:
+        if reference.label() in predictions and candidate.label() in predictions \
+                and reference.init_digest == candidate.init_digest:
+            tolerance = TRAJECTORY.get(reference.precision, TRAJECTORY["float32"])
+            row = compare(predictions[candidate.label()], predictions[reference.label()], tolerance, "predictions")
+            results.append({"check": "tf-onnx vs torch-onnx", "runs": [reference.label(), candidate.label()],
+                            "passed": row.passed, "scale_rel": row.scale_rel, "reason": row.reason})
+    return results
+
+
+# -- verdicts and reports ----------------------------------------------------------------
+
+def verdict(checks: list[dict]) -> str:
+    if not checks:
+        return UNCHECKED
+    return PASS if all(c["passed"] for c in checks) else FAIL
+
+
+def summarize(determinism: list[dict], parity: list[dict], onnx: list[dict]) -> dict:
+    comparable = [p for p in parity if p.get("comparable")]
+    worst = max((p["steps"].get("loss_max_rel", 0.0) for p in comparable), default=None)
+    return {
+        "determinism": verdict(determinism), "parity": verdict(parity), "onnx": verdict(onnx),
+        "parity_loss_max_rel": worst,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python repro/compare.py", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run directories (default: all under --runs-dir)")
+    parser.add_argument("--runs-dir", default="runs", help="where to look for runs when none are named")
+    parser.add_argument("--reports", default="reports", help="where compare.json/.md, plots and badges go")
+    parser.add_argument("--parity-report", default=None,
+                        help="the parity suite's per-layer report for the bar chart (default: REPORTS/parity.json)")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX question")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    args = parser.parse_args(argv)
+    try:
+        runs, skipped = find_runs(args.runs, args.runs_dir)
+        determinism = judge_determinism(runs)
+        pairs = parity_pairs(runs)
+        parity = [judge_parity(a, b) for a, b in pairs]
+        onnx = [] if args.no_onnx else judge_onnx(runs, pairs)
+    except (TwinframeError, OSError, KeyError, ValueError) as error:
+        parser.error(str(error))
+    result = {"schema": "twinframe-compare/1", "runs": [r.label() for r in runs], "skipped": skipped,
+              "verdicts": summarize(determinism, parity, onnx),
+              "determinism": determinism, "parity": parity, "onnx": onnx}
+    out = Path(args.reports)
+    written = write_reports(result, runs, pairs, out, Path(args.parity_report or out / "parity.json"), not args.no_plots)
+    print(format_verdicts(result, written))
+    return 1 if FAIL in result["verdicts"].values() else 0
+
+
+def write_reports(result: dict, runs: list[Run], pairs, out: Path, parity_report: Path, plots: bool) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "compare.json", out / "compare.md"]
+    atomic_write_bytes(written[0], (json.dumps(result, indent=2, default=float) + "\n").encode())
+    atomic_write_bytes(written[1], markdown(result).encode())
+    if plots:
+        from repro import plots as plotting
+
+        written += plotting.write_all(pairs, out, parity_report)
+    written += badges.write_badges(result["verdicts"], out / "badges")
+    return written
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.2e}" if isinstance(value, float) else str(value)
+
+
+def markdown(result: dict) -> str:
+    v = result["verdicts"]
+    lines = ["# twinframe: run comparison", "",
+             f"| question | verdict |", "|---|---|",
+             f"| determinism (bitwise) | {v['determinism']} |",
+             f"| cross-framework parity | {v['parity']} (worst loss rel. {_fmt(v['parity_loss_max_rel'])}) |",
+             f"| ONNX | {v['onnx']} |", ""]
+    lines += ["## Determinism", "", "| framework | runs | final sha256 | verdict | first difference |", "|---|---|---|---|---|"]
+    for d in result["determinism"]:
+        first = d["first_difference"]
+        lines.append(f"| {d['framework']} | {len(d['runs'])} | {(d['final_sha256'][0] or '')[:16]}… | "
+                     f"{'bitwise' if d['passed'] else 'differs'} | "
+                     f"{'-' if not first else ', '.join(first['keys']) + ' at line ' + str(first.get('line', '-'))} |")
+    lines += ["", "## Cross-framework parity (torch reference)", "",
+              "| precision | steps | loss max rel. | first step beyond tol. | lr max rel. | epochs max rel. | "
+              "weights max rel. | predictions max rel. | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    for p in result["parity"]:
+        if not p.get("comparable"):
+            lines.append(f"| {p['precision']} | - | - | - | - | - | - | - | not comparable: {p['reason']} |")
+            continue
+        s = p["steps"]
+        lines.append(f"| {p['precision']} | {s['count']} | {_fmt(s.get('loss_max_rel'))} | "
+                     f"{_fmt(s.get('first_divergent_step'))} | {_fmt(s.get('lr_max_rel'))} | "
+                     f"{_fmt(p['epochs']['max_rel'])} | {_fmt(p['final_weights'].get('max_scale_rel'))} | "
+                     f"{_fmt(p['test_predictions'].get('max_scale_rel'))} | {'pass' if p['passed'] else 'fail'} |")
+    lines += ["", "## ONNX (onnxruntime, CPU, optimisations off)", "", "| check | max rel. | verdict |", "|---|---|---|"]
+    for o in result["onnx"]:
+        lines.append(f"| {o['check']} | {_fmt(o['scale_rel'])} | {'pass' if o['passed'] else 'fail'} |")
+    if result["skipped"]:
+        lines += ["", "Skipped: " + "; ".join(f"{s['run']} ({s['reason']})" for s in result["skipped"])]
+    return "\n".join(lines) + "\n"
+
+
+def format_verdicts(result: dict, written: list[Path]) -> str:
+    v = result["verdicts"]
+    lines = [f"determinism  {v['determinism']}", f"parity       {v['parity']}"
+             + (f"  (worst per-step loss rel. {v['parity_loss_max_rel']:.2e})" if v["parity_loss_max_rel"] is not None else ""),
+             f"onnx         {v['onnx']}"]
+    for p in result["parity"]:
+        if p.get("comparable") and p["steps"].get("first_divergent_step") is not None:
+            s = p["steps"]
+            lines.append(f"  parity {p['precision']}: loss first beyond {p['tolerance']['rtol']:g} at step "
+                         f"{s['first_divergent_step']} (rel. {s['first_divergent_rel']:.2e})")
+        elif not p.get("comparable"):
+            lines.append(f"  parity: {p['reason']}")
+    lines.append("reports: " + ", ".join(str(p) for p in written))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
