@@ -59,9 +59,10 @@ class Backend:
         self.adapter.load_weights(HANDLE, path)
 
     def export_onnx(self, path: str, input_shape: list[int]) -> dict:
-        """The model's ONNX file.  A bfloat16 Keras model computes in bfloat16, which ONNX Conv
-        does not take: it is exported as its float32 twin holding the same weights."""
-        if self.framework == "torch" or self.precision != "bfloat16":
+        """The model's ONNX file, always a float32 model: a bfloat16 Keras model computes in
+        bfloat16, which ONNX Conv does not take, and onnxruntime's CPU Conv has no float64
+        kernel; those are exported as their float32 twin holding the same weights."""
+        if self.precision == "float32" or (self.precision == "bfloat16" and self.framework == "torch"):
             return self.adapter.export_onnx(HANDLE, path, input_shape)
         import tempfile
 

@@ -120,7 +120,7 @@ def train(trainer, backend, dataset, recipe: Recipe, record: RunRecord, state: L
     stops early on purpose (the resume test interrupts a run this way)."""
     train_split, task = dataset.splits["train"], dataset.task
     n = len(train_split.labels)
-    batches = spec_data.batch_slices(n, recipe.batch_size)
+    batches = spec_data.training_batches(n, recipe.batch_size)
     table = lr_table(recipe, len(batches))
     plateau = PlateauState(**state.plateau)
     epochs = progress.bar(recipe.epochs, "epochs", leave=True)

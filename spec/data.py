@@ -346,6 +346,15 @@ def batch_slices(n: int, batch_size: int, drop_last: bool = False) -> list[np.nd
     return [np.arange(start, min(start + batch_size, n)) for start in stops]
 
 
+def training_batches(n: int, batch_size: int) -> list[np.ndarray]:
+    """An epoch's batches: a last partial batch is kept, unless it holds one sample.  Training
+    BatchNorm on a single sample with a 1x1 map is an error in torch and a zero in Keras (the
+    variance of one value), so the two frameworks could not agree on it; that sample is seen in
+    other epochs, as the order changes every epoch."""
+    batches = batch_slices(n, batch_size)
+    return batches[:-1] if len(batches) > 1 and len(batches[-1]) == 1 else batches
+
+
 def to_float_nchw(images: np.ndarray) -> np.ndarray:
     """uint8 N x H x W x C -> float32 N x C x H x W in [0, 1]."""
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)

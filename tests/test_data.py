@@ -373,3 +373,10 @@ def test_synthetic_medianet_refuses_a_folder_that_already_holds_samples(tmp_path
     with pytest.raises(data.DataError, match="already holds samples"):
         data.write_synthetic_medianet(tmp_path, (2, 1, 1), num_classes=3, size=16)
     assert len(list((tmp_path / "train").glob("*.npz"))) == 3  # nothing lost, nothing stale
+
+
+@pytest.mark.parametrize("n, batch_size, sizes", [
+    (10, 4, [4, 4, 2]), (9, 4, [4, 4]), (1257, 8, [8] * 157), (1, 4, [1]), (8, 4, [4, 4])])
+def test_training_batches_never_end_on_a_single_sample(n, batch_size, sizes):
+    """One sample through training BatchNorm with a 1x1 map: torch raises, Keras gives zeros."""
+    assert [len(b) for b in data.training_batches(n, batch_size)] == sizes
