@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from impl_tf.layers import AttentionGate, BatchNorm, FlattenChannelsFirst, Mish
+from impl_tf.layers import L2, AttentionGate, BatchNorm, FlattenChannelsFirst, Mish
 from spec.models import medianet as spec
 from spec.models.medianet import DiETPlan, MeDiANetConfig, ResPlan
 
@@ -20,7 +20,7 @@ def _act(kind: str, name: str) -> keras.layers.Layer:
 def _conv(filters: int, kernel: int, name: str, stride: int = 1, dilation: int = 1, l2: float | None = None):
     return keras.layers.Conv2D(
         filters, kernel, strides=stride, dilation_rate=dilation, padding="same", name=name,
-        kernel_regularizer=keras.regularizers.L2(l2) if l2 else None,
+        kernel_regularizer=L2(l2) if l2 else None,
     )  # Keras defaults: Glorot-uniform kernel, zero bias
 
 
@@ -90,9 +90,9 @@ def head(x, config: MeDiANetConfig):
         x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="head.avgpool")(x)
     x = FlattenChannelsFirst(name="head.flatten")(x)
     x = keras.layers.Dropout(spec.HEAD_DROPOUT, name="head.drop")(x)
-    x = keras.layers.Dense(2 * config.c_in, kernel_regularizer=keras.regularizers.L2(spec.L2_FC1), name="head.fc1")(x)
+    x = keras.layers.Dense(2 * config.c_in, kernel_regularizer=L2(spec.L2_FC1), name="head.fc1")(x)
     x = _act(config.activation, "head.act")(x)
-    x = keras.layers.Dense(config.num_classes, kernel_regularizer=keras.regularizers.L2(spec.L2_FC2), name="head.fc2")(x)
+    x = keras.layers.Dense(config.num_classes, kernel_regularizer=L2(spec.L2_FC2), name="head.fc2")(x)
     return keras.layers.Softmax(name="head.softmax")(x) if config.softmax else x
 
 

@@ -1,0 +1,107 @@
+"""Training-trajectory parity, a short run of every recipe: torch and tf train the same steps
+from the same weights (run.py --parity: torch's initialisation, dropout off) and
+repro/compare.py judges the pair.
+
+The runs are float64.  In float32 the two frameworks' round-off differs from the first step,
+and Adam turns it into whole +-lr steps wherever a gradient is round-off sized, so float32
+trajectories part within a few steps (README: measured); float64 round-off is 1e9 times
+smaller and stays below 1e-12 over these runs.  So a float64 pair that differs by more than
+FLOAT64_SEMANTIC (per-step loss; final weights on the scale of the largest tensor) shows a
+semantic difference (an eps in another place, a missing penalty, a different batch), not
+round-off; the comparison's own tolerance (1e-5 per tensor, spec.tolerances) is checked too.  The knn procedure trains nothing and has no trajectory.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from repro import compare
+
+pytestmark = [pytest.mark.torch, pytest.mark.tf]  # both frameworks, each in run.py subprocesses
+ROOT = Path(__file__).resolve().parents[2]
+FLOAT64_SEMANTIC = 1e-10
+PARITY = ["--parity", "--precision", "float64", "--no-onnx", "--no-progress"]
+RESNET_28 = ["--model", "resnet18", "--dataset", "medmnist", "--size", "28", "--limit", "16", "--epochs", "1",
+             "--batch-size", "8"]
+SMALL_DENSENET = '{"block_config": [1, 1, 1, 1]}'
+
+
+def train(out: Path, framework: str, args: list[str]) -> Path:
+    command = [sys.executable, str(ROOT / "repro" / "run.py"), "--framework", framework, *args, *PARITY,
+               "--out", str(out)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, f"{framework} run failed ({result.returncode}):\n{result.stderr[-3000:]}"
+    return out
+
+
+def train_pair(folder: Path, args: list[str]) -> tuple[Path, Path]:
+    """torch and tf at once: one process each, two cores."""
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(train, folder / framework, framework, args) for framework in ("torch", "tf")]
+        return runs[0].result(), runs[1].result()
+
+
+def judged(pair: tuple[Path, Path]) -> dict:
+    torch_run, tf_run = (compare.Run.open(directory) for directory in pair)
+    result = compare.judge_parity(torch_run, tf_run)
+    assert result["comparable"], result.get("reason")
+    steps = result["steps"]
+    assert steps["count"] >= 2 and steps["lr_max_rel"] == 0.0  # the same learning-rate table, to the bit
+    for part in ("steps", "epochs", "final_weights", "test_predictions"):
+        assert result[part]["passed"], (part, result[part])
+    assert steps["loss_max_rel"] < FLOAT64_SEMANTIC, steps
+    assert result["final_weights"]["global_rel"] < FLOAT64_SEMANTIC, result["final_weights"]
+    return result
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from spec.data import write_synthetic_medmnist, write_synthetic_segmentation
+
+    root = tmp_path_factory.mktemp("data")
+    for flag, size in (("pathmnist", 28), ("chestmnist", 28), ("chestmnist", 128)):
+        write_synthetic_medmnist(root, flag, size, counts=(32, 16, 16), seed=5)
+    write_synthetic_segmentation(root, counts=(16, 8, 8), size=40, seed=5)
+    return root
+
+
+RECIPES = {
+    # MeDiANet-base69 with the global head (its L2 penalties included) on the digits padded to 32 px
+    "medianet": ["--recipe", "medianet", "--model", "medianet_base69", "--model-config", '{"head": "global"}',
+                 "--input-size", "32", "--limit", "16", "--epochs", "1", "--batch-size", "8"],
+    "medmnist_plus-end_to_end": ["--recipe", "medmnist_plus", *RESNET_28, "--flag", "pathmnist", "--input-size", "32"],
+    "medmnist_plus-linear_probing": ["--recipe", "medmnist_plus", "--procedure", "linear_probing", *RESNET_28,
+                                     "--flag", "pathmnist", "--input-size", "32"],
+    "chest_multilabel": ["--recipe", "chest_multilabel", *RESNET_28, "--flag", "chestmnist"],
+    "segmentation": ["--recipe", "segmentation", "--model", "unet", "--model-config", '{"widths": [4, 8, 16]}',
+                     "--dataset", "segmentation", "--resize", "32", "--epochs", "1", "--batch-size", "8"],
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_a_recipe_trains_the_same_trajectory_in_both_frameworks(recipe, data, tmp_path):
+    args = RECIPES[recipe]
+    judged(train_pair(tmp_path, [*args, "--data-dir", str(data)] if "--dataset" in args else args))
+
+
+def test_the_three_aecnn_stages_train_the_same_trajectories(data, tmp_path):
+    """Stage 3 starts both frameworks from the torch stage-1 and stage-2 runs' best weights."""
+    common = ["--recipe", "aecnn", "--dataset", "medmnist", "--flag", "chestmnist", "--size", "128",
+              "--data-dir", str(data), "--limit", "16", "--epochs", "1", "--batch-size", "8"]
+    stage1 = train_pair(tmp_path / "stage1", [*common, "--stage", "1", "--model-config", SMALL_DENSENET,
+                                              "--resize", "40", "--crop", "32", "--eval-resize", "40"])
+    stage2 = train_pair(tmp_path / "stage2", [*common, "--stage", "2", "--crop", "32", "--eval-resize", "32"])
+    stage3 = train_pair(tmp_path / "stage3", [*common, "--stage", "3", "--model-config",
+                                              '{"classifier_blocks": [1, 1, 1, 1]}', "--crop", "128",
+                                              "--eval-resize", "128", "--init-from", str(stage1[0]),
+                                              "--init-from", str(stage2[0])])
+    for pair in (stage1, stage2, stage3):
+        judged(pair)
+    sources = json.loads((stage3[1] / "manifest.json").read_text())["init_from"]
+    assert [s["run"] for s in sources] == [str(stage1[0]), str(stage2[0])]
