@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--threads", type=int, default=1, help="intra- and inter-op threads of the framework")
     p.add_argument("--device", default="cpu", help="cpu, or cuda / gpu")
+    p.add_argument("--init-weights", metavar="FILE",
+                   help="start from these canonical weights (a .safetensors file, e.g. a run's init.safetensors)")
     p.add_argument("--parity", action="store_true",
                    help=f"trajectory parity: start from {PARITY_INIT_FRAMEWORK}'s initialisation for this seed (in "
                         "either framework) and train with dropout off, so the torch and tf runs can be compared "
@@ -121,8 +123,13 @@ def resolve_settings(args: argparse.Namespace) -> dict:
         raise TwinframeError(f"aecnn stage {recipe.stage} trains {recipe.default_model!r}, not {model!r}")
     init_from = [str(Path(path).expanduser().resolve()) for path in args.init_from or ()]
     init_sources(recipe, init_from)  # checked now, before anything is built
+    init_weights = str(Path(args.init_weights).expanduser().resolve()) if args.init_weights else None
+    if init_weights and (init_from or not Path(init_weights).is_file()):
+        raise TwinframeError(f"--init-weights {args.init_weights}: " + (
+            "give either --init-weights or --init-from" if init_from else "no such file"))
     return {"framework": args.framework, "recipe": recipe.name, "recipe_overrides": {**overrides, "seed": recipe.seed},
-            "model": model, "model_config": model_config, "init_from": init_from, "dataset": args.dataset, "flag": args.flag,
+            "model": model, "model_config": model_config, "init_from": init_from, "init_weights": init_weights,
+            "dataset": args.dataset, "flag": args.flag,
             "size": args.size, "data_dir": str(Path(args.data_dir).expanduser().resolve()) if args.data_dir else None,
             "limit": args.limit, "threads": args.threads, "device": args.device,
             "deterministic": not args.nondeterministic, "precision": args.precision, "parity": args.parity,
@@ -281,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out) if args.out else default_run_dir(args.runs_dir, settings, recipe.seed)
         try:
             sources = start_from(backend, recipe, settings["init_from"])
-            if not sources and settings.get("parity"):  # torch too: its float64 build would draw other values
+            if settings.get("init_weights"):
+                backend.load_weights(settings["init_weights"])
+            elif not sources and settings.get("parity"):  # torch too: its float64 build would draw other values
                 start_from_parity_init(backend, settings["model"], config, recipe.seed)
         except TwinframeError as error:
             parser.error(str(error))
@@ -299,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(error))
         record.write_manifest({**record.manifest(), "init": {
             "digest": backend.save_weights(str(record.path("init.safetensors"))),
-            "source": "init_from" if sources else f"{PARITY_INIT_FRAMEWORK} initialisation (parity)"
-            if settings.get("parity") else f"{settings['framework']} initialisation"}})
+            "source": "init_from" if sources else settings.get("init_weights")
+            or (f"{PARITY_INIT_FRAMEWORK} initialisation (parity)" if settings.get("parity")
+                else f"{settings['framework']} initialisation")}})
         state, optimizer_state = LoopState(), None
     trainer = backend.trainer(recipe, dropout=not settings.get("parity", False))
     if optimizer_state is not None:

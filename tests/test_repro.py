@@ -123,6 +123,8 @@ def test_bfloat16_mixed_precision_is_reproducible_and_keeps_float32_weights(fram
     (["--framework", "torch", "--epochs", "0"], "epochs must be >= 1"),
     (["--recipe", "medianet"], "--framework is required"),
     (["--resume", "/nonexistent/run"], "no manifest.json"),
+    (["--framework", "torch", "--init-weights", "/nonexistent.safetensors"], "no such file"),
+    (["--framework", "tf", "--precision", "float16"], "invalid choice: 'float16'"),
 ])
 def test_bad_options_fail_before_anything_is_written(tmp_path, args, message):
     out = tmp_path / "run"
@@ -136,7 +138,7 @@ def test_help_documents_every_option():
     text = run("--help").stdout
     for option in ("--framework", "--seed", "--recipe", "--procedure", "--model", "--model-config", "--dataset",
                    "--flag", "--size", "--data-dir", "--limit", "--epochs", "--batch-size", "--input-size", "--resize",
-                   "--stage", "--crop", "--eval-resize", "--init-from", "--runs-dir", "--out", "--resume", "--threads", "--device", "--nondeterministic", "--no-onnx",
+                   "--stage", "--crop", "--eval-resize", "--init-from", "--init-weights", "--parity", "--precision", "--runs-dir", "--out", "--resume", "--threads", "--device", "--nondeterministic", "--no-onnx",
                    "--no-progress"):
         assert option in text, option
 
