@@ -34,7 +34,7 @@ WARMUP = 3
 def measure(framework: str, deterministic: bool, model: str, config: dict, batch_size: int, steps: int,
             input_size: int) -> dict:
     from repro.backends import Backend
-    from repro.loop import Progress, loss_targets, preprocess
+    from repro.loop import loss_targets, preprocess
     from repro.record import RunRecord
 
     recipe = get_recipe("medianet", batch_size=batch_size, input_size=input_size, epochs=1)

@@ -20,7 +20,6 @@ Framework-free: NumPy and onnxruntime only.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 from dataclasses import dataclass, replace
@@ -371,7 +370,7 @@ def _fmt(value) -> str:
 def markdown(result: dict) -> str:
     v = result["verdicts"]
     lines = ["# twinframe: run comparison", "",
-             f"| question | verdict |", "|---|---|",
+             "| question | verdict |", "|---|---|",
              f"| determinism (bitwise) | {v['determinism']} |",
              f"| cross-framework parity | {v['parity']} (worst loss rel. {_fmt(v['parity_loss_max_rel'])}) |",
              f"| ONNX | {v['onnx']} |", ""]
