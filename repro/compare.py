@@ -392,9 +392,11 @@ def markdown(result: dict) -> str:
                      f"{_fmt(s.get('first_divergent_step'))} | {_fmt(s.get('lr_max_rel'))} | "
                      f"{_fmt(p['epochs']['max_rel'])} | {_fmt(p['final_weights'].get('max_scale_rel'))} | "
                      f"{_fmt(p['test_predictions'].get('max_scale_rel'))} | {'pass' if p['passed'] else 'fail'} |")
-    lines += ["", "## ONNX (onnxruntime, CPU, optimisations off)", "", "| check | max rel. | verdict |", "|---|---|---|"]
+    lines += ["", "## ONNX (onnxruntime, CPU, optimisations off)", "", "| check | run(s) | max rel. | verdict |",
+              "|---|---|---|---|"]
     for o in result["onnx"]:
-        lines.append(f"| {o['check']} | {_fmt(o['scale_rel'])} | {'pass' if o['passed'] else 'fail'} |")
+        names = " / ".join(Path(run).name for run in o["runs"])
+        lines.append(f"| {o['check']} | {names} | {_fmt(o['scale_rel'])} | {'pass' if o['passed'] else 'fail'} |")
     if result["skipped"]:
         lines += ["", "Skipped: " + "; ".join(f"{s['run']} ({s['reason']})" for s in result["skipped"])]
     return "\n".join(lines) + "\n"

@@ -21,7 +21,9 @@ if str(ROOT) not in sys.path:
 from repro import compare  # noqa: E402
 
 SEED = 153
-DEMO_ARGS = ["--seed", str(SEED), "--epochs", "3", "--parity", "--precision", "float64", "--no-progress"]
+# batch 32 instead of the recipe's 192: 120 optimizer steps instead of 21 for the same images
+DEMO_ARGS = ["--seed", str(SEED), "--epochs", "3", "--batch-size", "32", "--parity", "--precision", "float64",
+             "--no-progress"]
 FRAMEWORKS = ("torch", "tf")
 
 
