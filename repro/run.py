@@ -332,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
             return 3
         summary = finish(backend, trainer, dataset, recipe, record, state, settings)
     summary["wall_s"] = round(time.perf_counter() - started, 3)
+    # the proof that this process held one framework only (a library can import one behind our back)
+    summary["frameworks_loaded"] = [name for name in ("torch", "tensorflow") if name in sys.modules]
     record.complete(summary)
     print_summary(record, summary)
     return 0

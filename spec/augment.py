@@ -6,12 +6,29 @@ framework, draws exactly the same flips, angles and colour shifts.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 
 
-def _rotate(limit: int, p: float):
+def albumentations():
+    """albumentations without its torch extras.  Its __init__ imports albumentations.pytorch, and
+    so torch, whenever torch is installed: that would put torch into a TF run's process (with a
+    CUDA torch build the two segfault together).  A None entry in sys.modules makes that import
+    fail, which albumentations tolerates.  Its network version check is switched off too."""
+    if "albumentations" not in sys.modules:
+        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+        sys.modules.setdefault("albumentations.pytorch", None)
     import albumentations as A
+
+    return A
+
+
+def _rotate(limit: int, p: float):
     import cv2
+
+    A = albumentations()
 
     # torchvision's RandomRotation: nearest neighbour, zero fill outside the rotated image
     return A.Rotate(limit=limit, interpolation=cv2.INTER_NEAREST, border_mode=cv2.BORDER_CONSTANT, fill=0, p=p)
@@ -19,7 +36,7 @@ def _rotate(limit: int, p: float):
 
 def _segmentation(size: int) -> list:
     """The segmentation seed: flips, rotate +-30, brightness/contrast, HSV, RGB shift, gamma."""
-    import albumentations as A
+    A = albumentations()
 
     return [
         A.HorizontalFlip(p=0.5),
@@ -34,20 +51,20 @@ def _segmentation(size: int) -> list:
 
 def _aecnn_classifier(size: int) -> list:
     """AECNN stage 1 (torchvision in the report): flip, rotation 5 degrees, contrast jitter 0.25."""
-    import albumentations as A
+    A = albumentations()
 
     return [A.HorizontalFlip(p=0.5), _rotate(5, 1.0), A.ColorJitter(brightness=0, contrast=0.25, saturation=0, hue=0,
                                                                     p=1.0)]
 
 
 def _aecnn_autoencoder(size: int) -> list:
-    import albumentations as A
+    A = albumentations()
 
     return [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
 
 
 def _aecnn_joint(size: int) -> list:
-    import albumentations as A
+    A = albumentations()
 
     return [_rotate(5, 1.0), A.HorizontalFlip(p=0.5)]
 
@@ -61,7 +78,7 @@ def transforms(augment: str | None, resize: int | None = None, crop: int | None 
     """(train, evaluation) albumentations pipelines.  Train: resize (when set), random crop (when
     set), then ``augment``'s transforms; evaluation: resize to ``eval_resize`` or ``resize`` only.
     Either is None when it would do nothing (the images pass unchanged)."""
-    import albumentations as A
+    A = albumentations()
 
     if augment is not None and augment not in PIPELINES:
         raise ValueError(f"unknown augmentation pipeline {augment!r}; known: {sorted(PIPELINES)}")

@@ -56,3 +56,17 @@ def test_no_geometry_means_no_transform_and_unknown_pipelines_are_named():
     assert augment.transforms(None) == (None, None)
     with pytest.raises(ValueError, match="unknown augmentation pipeline 'nope'"):
         augment.transforms("nope", 32)
+
+
+def test_augmenting_loads_no_framework():
+    """albumentations' __init__ imports torch whenever torch is installed; spec.augment keeps it
+    out, or a TF training run would hold both frameworks."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from spec import augment; t, _ = augment.transforms('segmentation', 32); "
+            "augment.apply_to_batch(t, np.zeros((2, 40, 40, 3), np.uint8), seed=1); "
+            "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -188,6 +188,8 @@ def test_segmentation_recipe_trains_a_unet_with_seeded_augmentation(tmp_path, fr
     assert 0.0 <= manifest["summary"]["best_test"]["dice"] <= 1.0
     assert (first / "final.onnx").is_file()
     assert epochs_of(first) == epochs_of(second)  # augmentation is seeded per batch
+    # albumentations imports torch when it can: the TF run must still hold TensorFlow alone
+    assert manifest["summary"]["frameworks_loaded"] == [{"torch": "torch", "tf": "tensorflow"}[framework]]
 
 
 def test_a_recipe_that_does_not_fit_the_data_is_refused(tmp_path):
