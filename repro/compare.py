@@ -20,6 +20,7 @@ Framework-free: NumPy and onnxruntime only.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from dataclasses import dataclass, replace
@@ -251,12 +252,18 @@ def tensors(ref_path: Path, cand_path: Path, tolerance: Tolerance) -> dict:
 # -- 3. ONNX ----------------------------------------------------------------------------
 
 def onnx_inputs(run: Run) -> np.ndarray:
-    """The first test samples as the run's model saw them (framework-free preprocessing)."""
+    """The first test samples as the run's model saw them (framework-free preprocessing); runs
+    whose settings differ only in framework share them, so the data is read once per setting."""
+    return _inputs_for(run.settings_key(with_framework=False))
+
+
+@functools.lru_cache(maxsize=8)
+def _inputs_for(settings_key: str) -> np.ndarray:
     from repro.loop import make_batch
     from repro.run import load_dataset
     from spec.recipes import get_recipe
 
-    settings = run.manifest["settings"]
+    settings = json.loads(settings_key)
     recipe = get_recipe(settings["recipe"], **settings["recipe_overrides"])
     dataset = load_dataset(settings)
     split = dataset.splits["test"]
