@@ -6,7 +6,7 @@ import datetime as _dt
 import json
 from pathlib import Path
 
-from spec.weights import atomic_write_bytes
+from spec.files import atomic_write_bytes
 
 SCHEMA = "twinframe-parity/1"
 

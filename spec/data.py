@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from spec.errors import TwinframeError
-from spec.weights import atomic_write_bytes
+from spec.files import atomic_write_bytes
 
 
 class DataError(TwinframeError, ValueError):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import os
 import re
 from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
+
+from spec.files import atomic_write
 
 
 OUTPUT = "output"
@@ -90,19 +91,6 @@ def checkpoint_key(key: str) -> str:
     key = key.removeprefix("module.")
     legacy = _LEGACY_DENSENET_KEY.match(key)
     return legacy.group(1) + legacy.group(2) if legacy else key
-
-
-def atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """``write(temporary path)`` then rename into place: a crash never leaves a partial file.
-    The temporary keeps the final name's suffixes (Keras checks them)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".partial-{os.getpid()}-{target.name}")
-    try:
-        write(str(temporary))
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def load_arrays(path: str) -> dict[str, np.ndarray]:

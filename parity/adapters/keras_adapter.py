@@ -18,6 +18,7 @@ import tensorflow as tf
 import keras
 
 from parity.adapters import common
+from spec.files import atomic_write
 from spec import layout
 from spec.weights import WeightTransfer, load_canonical, save_canonical
 
@@ -184,7 +185,7 @@ def load_native(handle: str, path: str) -> dict:
 
 def save_native(handle: str, path: str) -> dict:
     """Keras weights file; the name must end in ``.weights.h5`` (Keras' rule)."""
-    common.atomic_write(path, lambda target: _models.get(handle).save_weights(target))
+    atomic_write(path, lambda target: _models.get(handle).save_weights(target))
     return {"path": path}
 
 
@@ -337,8 +338,14 @@ def export_onnx(handle: str, path: str, input_shape: list[int], opset: int = 18,
     as_arguments = max(int(np.prod(v.shape)) for v in net.weights) > LARGE_WEIGHT
     trace = _trace_weights_as_arguments if as_arguments else _trace_weights_as_constants
     proto = trace(net, tf.TensorSpec(tuple(input_shape), tf.float32, name="input"), opset)
-    common.atomic_write(path, lambda target: onnx.save(proto, target))
-    opset_used, onnx_version = common.checked_onnx(path)
+    checked = {}
+
+    def write(temporary: str) -> None:  # checked before it is renamed into place
+        onnx.save(proto, temporary)
+        checked["opset"], checked["onnx"] = common.checked_onnx(temporary)
+
+    atomic_write(path, write)
+    opset_used, onnx_version = checked["opset"], checked["onnx"]
     return {
         "exporter": f"tf2onnx (tf.function, weights as {'initializers' if as_arguments else 'constants'})",
         "opset": opset_used,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from parity.adapters import common
+from spec.files import atomic_write
 from spec.weights import WeightTransfer, load_canonical, save_canonical
 
 _models = common.Models()
@@ -142,7 +143,7 @@ def load_native(handle: str, path: str) -> dict:
 
 
 def save_native(handle: str, path: str) -> dict:
-    common.atomic_write(path, lambda target: torch.save(_models.get(handle).state_dict(), target))
+    atomic_write(path, lambda target: torch.save(_models.get(handle).state_dict(), target))
     return {"path": path}
 
 
@@ -277,11 +278,15 @@ def export_onnx(handle: str, path: str, input_shape: list[int], opset: int = 18,
         raise ValueError(f"unknown torch ONNX exporter {exporter!r}; use 'dynamo' or 'legacy'")
     # the dynamo exporter writes big models as external data unless told not to
     options = {"external_data": False} if exporter == "dynamo" else {}
-    torch.onnx.export(
-        net, (example,), path, dynamo=(exporter == "dynamo"), opset_version=opset,
-        input_names=["input"], **options,
-    )
-    opset_used, onnx_version = common.checked_onnx(path)
+    checked = {}
+
+    def write(temporary: str) -> None:  # checked before it is renamed into place
+        torch.onnx.export(net, (example,), temporary, dynamo=(exporter == "dynamo"), opset_version=opset,
+                          input_names=["input"], **options)
+        checked["opset"], checked["onnx"] = common.checked_onnx(temporary)
+
+    atomic_write(path, write)
+    opset_used, onnx_version = checked["opset"], checked["onnx"]
     return {
         "exporter": f"torch.onnx ({exporter})",
         "opset": opset_used,
