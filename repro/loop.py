@@ -164,8 +164,7 @@ def train(trainer, backend, dataset, recipe: Recipe, record: RunRecord, state: L
         stop = plateau.update(recipe, val["loss"], monitored)
         state.next_epoch, state.plateau = epoch + 1, asdict(plateau)
         state.metric_lines, state.stopped_early = record.metric_lines(), stop
-        backend.save_weights(str(record.path("checkpoint.safetensors")), {"epoch": str(epoch)})
-        record.save_checkpoint(asdict(state), trainer.optimizer_state())
+        record.save_checkpoint(epoch, asdict(state), trainer.optimizer_state())  # this epoch's weights are its own
         epochs.update(1)
         epochs.set_postfix({"val_loss": f"{val['loss']:.4f}", recipe.best: f"{monitored:.4f}"})
         done_now += 1

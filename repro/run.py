@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -32,15 +33,26 @@ from repro.record import RunRecord, git_state, package_versions, platform_info, 
 from spec import data as spec_data  # noqa: E402
 from spec import models as spec_models  # noqa: E402
 from spec.errors import TwinframeError  # noqa: E402
+from spec.files import DiskFullError  # noqa: E402
 from spec.recipes import AECNN_REPORT_SIZE, PRECISIONS, RECIPES, get_recipe  # noqa: E402
 
 DEFAULT_RECIPE, DEFAULT_MODEL, DEFAULT_DATASET = "medianet", "resnet18", "digits"
 DATASETS = ("digits", "medmnist", "medianet_folder", "segmentation")
+SEED_MAX = 2**32 - 1
+AT_LEAST_ONE = ("threads", "epochs", "batch_size", "input_size", "size", "resize", "crop", "eval_resize", "limit",
+                "stop_after_epochs")
+# options whose record value is the resolved recipe's; and those a resume may be given freely
+RECIPE_OPTIONS = ("seed", "epochs", "batch_size", "input_size", "procedure", "resize", "crop", "eval_resize", "stage")
+RESUME_CHANGES_NOTHING = ("resume", "no_progress", "stop_after_epochs")
+EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EPILOG = ("exit status: 0 complete; 1 training diverged; 2 a bad option, bad data, a record that cannot be resumed, "
+          "a run directory in use or a full disk (nothing is lost: the last checkpoint stays); 3 stopped on request; "
+          "130 / 143 interrupted by SIGINT / SIGTERM (continue with --resume)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python repro/run.py", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python repro/run.py", description=__doc__.split("\n")[0], allow_abbrev=False,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=EPILOG)
     p.add_argument("--framework", choices=("torch", "tf"), help="the framework that trains (required unless --resume)")
     p.add_argument("--seed", type=int, help="seed of everything: init, data order (default: the recipe's)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"one of {sorted(RECIPES)}")
@@ -69,10 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from the best weights of a complete run (repeat for aecnn stage 3: its stage-1 and "
                         "stage-2 runs)")
     p.add_argument("--runs-dir", default="runs", help="where run directories are created")
-    p.add_argument("--out", help="this run's directory (must not exist); default: a new one under --runs-dir")
-    p.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--out", help="this run's directory (new or empty; the stub of a run interrupted before its first "
+                                 "checkpoint is replaced); default: a new one under --runs-dir")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue an interrupted run from its last checkpoint (a run stopped before its first one "
+                        "starts again); other options may be given only with the values the run was started with")
     p.add_argument("--threads", type=int, default=1, help="intra- and inter-op threads of the framework")
-    p.add_argument("--device", default="cpu", help="cpu, or cuda / gpu")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda / gpu (cuda:N for the N-th)")
     p.add_argument("--init-weights", metavar="FILE",
                    help="start from these canonical weights (a .safetensors file, e.g. a run's init.safetensors)")
     p.add_argument("--parity", action="store_true",
@@ -88,10 +103,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Values no run could use, named before anything is read or written."""
+    if args.seed is not None and not 0 <= args.seed <= SEED_MAX:
+        raise TwinframeError(f"--seed must be in 0..{SEED_MAX}, got {args.seed}")
+    for dest in AT_LEAST_ONE:
+        value = getattr(args, dest)
+        if value is not None and value < 1:
+            raise TwinframeError(f"{option_name(dest)} must be >= 1, got {value}")
+    check_device(args.device)
+
+
+def check_device(device: str) -> None:
+    """Checked without a framework: the name, and that an NVIDIA device node exists for a GPU."""
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda", "gpu") or (index and (kind == "cpu" or not index.isdigit())):
+        raise TwinframeError(f"--device {device!r} is unknown; use cpu, cuda (or gpu), or cuda:N")
+    if kind != "cpu" and not Path(f"/dev/nvidia{index or 0}").exists():
+        raise TwinframeError(f"--device {device}: this machine has no such GPU (no /dev/nvidia{index or 0}); "
+                             f"use --device cpu")
+
+
+def option_name(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
 def resolve_settings(args: argparse.Namespace) -> dict:
     """Every option checked and resolved, before anything heavy happens."""
-    if args.resume:
-        return RunRecord.open_for_resume(args.resume).manifest()["settings"]
     if args.framework is None:
         raise TwinframeError("--framework is required (torch or tf) unless --resume is given")
     overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
@@ -101,37 +139,95 @@ def resolve_settings(args: argparse.Namespace) -> dict:
     if args.seed is not None:
         overrides["seed"] = args.seed
     recipe = get_recipe(args.recipe, **overrides)
-    try:
-        model_config = json.loads(args.model_config)
-    except json.JSONDecodeError as error:
-        raise TwinframeError(f"--model-config is not JSON: {error}") from None
-    if not isinstance(model_config, dict):
-        raise TwinframeError("--model-config must be a JSON object")
+    model_config = parse_model_config(args.model_config)
     if args.dataset != "digits" and not args.data_dir:
         raise TwinframeError(f"--dataset {args.dataset} needs --data-dir")
     if args.dataset == "medmnist" and not args.flag:
         raise TwinframeError(f"--dataset medmnist needs --flag (one of {', '.join(spec_data.MEDMNIST_FLAGS)})")
-    if args.limit is not None and args.limit < 1:
-        raise TwinframeError(f"--limit must be >= 1, got {args.limit}")
-    if args.out and Path(args.out).is_dir() and any(Path(args.out).iterdir()):
-        raise TwinframeError(f"run directory {args.out} already exists and is not empty; runs are never overwritten "
-                             f"(choose another --out, or --resume it if it was interrupted)")
     model = args.model or (recipe.default_model if recipe.stage else DEFAULT_MODEL)
     if recipe.stage in (2, 3) and model != recipe.default_model:
         raise TwinframeError(f"aecnn stage {recipe.stage} trains {recipe.default_model!r}, not {model!r}")
-    init_from = [str(Path(path).expanduser().resolve()) for path in args.init_from or ()]
+    init_from = resolved_paths(args.init_from)
     init_sources(recipe, init_from)  # checked now, before anything is built
-    init_weights = str(Path(args.init_weights).expanduser().resolve()) if args.init_weights else None
+    init_weights = resolved_path(args.init_weights)
     if init_weights and (init_from or not Path(init_weights).is_file()):
         raise TwinframeError(f"--init-weights {args.init_weights}: " + (
             "give either --init-weights or --init-from" if init_from else "no such file"))
     return {"framework": args.framework, "recipe": recipe.name, "recipe_overrides": {**overrides, "seed": recipe.seed},
             "model": model, "model_config": model_config, "init_from": init_from, "init_weights": init_weights,
-            "dataset": args.dataset, "flag": args.flag,
-            "size": args.size, "data_dir": str(Path(args.data_dir).expanduser().resolve()) if args.data_dir else None,
+            "dataset": args.dataset, "flag": args.flag, "size": args.size, "data_dir": resolved_path(args.data_dir),
             "limit": args.limit, "threads": args.threads, "device": args.device,
             "deterministic": not args.nondeterministic, "precision": args.precision, "parity": args.parity,
             "onnx": not args.no_onnx}
+
+
+def parse_model_config(text: str) -> dict:
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise TwinframeError(f"--model-config is not JSON: {error}") from None
+    if not isinstance(config, dict):
+        raise TwinframeError("--model-config must be a JSON object")
+    return config
+
+
+def resolved_path(path: str | None) -> str | None:
+    return str(Path(path).expanduser().resolve()) if path else None
+
+
+def resolved_paths(paths) -> list[str]:
+    return [resolved_path(path) for path in paths or ()]
+
+
+def given_options(parser: argparse.ArgumentParser, argv: list[str]) -> dict[str, str]:
+    """dest -> the option string, for the options written on the command line (not defaults)."""
+    given = {}
+    for token in argv:
+        action = parser._option_string_actions.get(token.split("=", 1)[0]) if token.startswith("--") else None
+        if action is not None:
+            given[action.dest] = action.option_strings[0]
+    return given
+
+
+def check_resume_options(parser, args: argparse.Namespace, argv: list[str], manifest: dict) -> None:
+    """A resumed run keeps the settings it started with: an option given beside --resume must
+    say what the record says, or the run is refused (never silently ignored)."""
+    for dest, option in given_options(parser, argv).items():
+        if dest in RESUME_CHANGES_NOTHING:
+            continue
+        if dest in ("out", "runs_dir"):
+            raise TwinframeError(f"{option} cannot be given with --resume: a resumed run stays in its directory")
+        wanted, (key, recorded) = given_value(dest, args), recorded_value(dest, manifest)
+        if wanted != recorded:
+            shown = option if isinstance(getattr(args, dest), bool) else f"{option} {getattr(args, dest)}"
+            raise TwinframeError(f"{shown} differs from the record ({key} {recorded!r}): a resumed run keeps the "
+                                 f"settings it started with (start a new run to change them)")
+
+
+def given_value(dest: str, args: argparse.Namespace):
+    value = getattr(args, dest)
+    converters = {"model_config": parse_model_config, "data_dir": resolved_path, "init_weights": resolved_path,
+                  "init_from": resolved_paths, "nondeterministic": lambda v: not v, "no_onnx": lambda v: not v}
+    return converters[dest](value) if dest in converters else value
+
+
+def recorded_value(dest: str, manifest: dict) -> tuple[str, object]:
+    """The record's key for an option, and its value there."""
+    settings, recipe = manifest["settings"], manifest.get("recipe", {})
+    if dest in RECIPE_OPTIONS:
+        return f"recipe {dest}", recipe.get(dest)
+    key = {"nondeterministic": "deterministic", "no_onnx": "onnx"}.get(dest, dest)
+    return key, settings.get(key)
+
+
+def check_trainable(dataset, recipe) -> None:
+    """Data that loads but cannot train is refused before a record exists."""
+    for name in ("train", "val", "test"):
+        if len(dataset.splits[name].labels) == 0:
+            raise TwinframeError(f"the {name} split of {dataset.name!r} is empty; every split needs samples")
+    if recipe.procedure != "knn" and len(dataset.splits["train"].labels) < 2:
+        raise TwinframeError(f"the training split of {dataset.name!r} holds one sample; training needs at least "
+                             f"one batch of two")
 
 
 def load_dataset(settings: dict):
@@ -253,90 +349,188 @@ def model_config(settings: dict, recipe, dataset) -> dict:
     return config
 
 
-def default_run_dir(runs_dir: str, settings: dict, seed: int) -> Path:
-    stem = f"{settings['framework']}-{settings['recipe']}-{settings['model']}-{settings['dataset']}-s{seed}"
-    k = 1
-    while (Path(runs_dir) / f"{stem}-r{k}").exists():
-        k += 1
-    return Path(runs_dir) / f"{stem}-r{k}"
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised where the run stands (BaseException: no library swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum, frame):
+    for each in EXIT_INTERRUPTED:  # one interruption is enough: the cleanup is not interrupted again
+        signal.signal(each, signal.SIG_IGN)
+    raise Interrupted(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    run = Run(parser, args, argv)
+    previous = {each: signal.signal(each, _interrupt) for each in EXIT_INTERRUPTED}
     try:
-        settings = resolve_settings(args)
-        recipe = get_recipe(settings["recipe"], **settings["recipe_overrides"])
-        dataset = load_dataset(settings)
-        config = model_config(settings, recipe, dataset)
-    except (TwinframeError, ValueError, KeyError, OSError) as error:
-        parser.error(str(error))  # exit status 2, nothing written
-    from repro.backends import Backend  # the framework is imported only now
-    from repro.loop import LoopState, Progress, knn_evaluate, train
+        return run.execute()
+    except Interrupted as stop:
+        print(f"interrupted ({signal.Signals(stop.signum).name}); {run.where_it_stands()}", file=sys.stderr)
+        return EXIT_INTERRUPTED[stop.signum]
+    except DiskFullError as error:
+        print(f"error: {error}; {run.where_it_stands()}", file=sys.stderr)
+        return 2
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)
 
-    backend = Backend(settings["framework"], settings["threads"], settings["device"], settings["deterministic"])
-    built = backend.build(settings["model"], config, recipe.seed, settings.get("precision", "float32"))
-    if args.resume:
-        record = RunRecord.open_for_resume(args.resume)
-        loop_dict, optimizer_state = record.load_checkpoint()
-        state = LoopState(**loop_dict)
-        record.truncate_metrics(state.metric_lines)
-        backend.load_weights(str(record.path("checkpoint.safetensors")))
-    else:
-        out = Path(args.out) if args.out else default_run_dir(args.runs_dir, settings, recipe.seed)
+
+class Run:
+    """One invocation: options and data checked, a record claimed (or resumed), trained, finished."""
+
+    def __init__(self, parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]):
+        self.parser, self.args, self.argv = parser, args, argv
+        self.record: RunRecord | None = None
+        self.started = False  # the record exists on disk (a claim alone is given back on failure)
+
+    def where_it_stands(self) -> str:
+        if self.record is None:
+            return "nothing was written"
+        if not self.started:
+            self.record.abandon()
+            return "nothing was written"
+        return f"continue with: python repro/run.py --resume {self.record.dir}"
+
+    def refuse(self, error: Exception):
+        """Exit status 2 naming the culprit; a claimed directory that was never started is given back."""
+        if self.record is not None and not self.started:
+            self.record.abandon()
+        self.parser.error(str(error))
+
+    def execute(self) -> int:
+        try:
+            checkpoint = self.prepare()
+        except (TwinframeError, ValueError, KeyError, OSError) as error:
+            if isinstance(error, DiskFullError):
+                raise
+            self.refuse(error)
+        from repro.backends import Backend  # the framework is imported only now
+
+        settings, recipe = self.settings, self.recipe
+        self.backend = Backend(settings["framework"], settings["threads"], settings["device"], settings["deterministic"])
+        self.built = self.backend.build(settings["model"], self.config, recipe.seed, settings.get("precision", "float32"))
+        if checkpoint is not None:
+            state, optimizer_state = self.resume_from(checkpoint), checkpoint.optimizer_state
+        else:
+            state, optimizer_state = self.start_record(), None
+        return self.train_and_finish(state, optimizer_state)
+
+    # -- before any framework: every check, and the record directory claimed ----------------
+    def prepare(self):
+        """Settings, data and model config checked; the record claimed or opened for resume.
+        Returns the verified checkpoint to resume from (None: a new start)."""
+        args, checkpoint = self.args, None
+        check_options(args)
+        if args.resume:
+            self.record = RunRecord.open_for_resume(args.resume)
+            manifest = self.record.manifest()
+            check_resume_options(self.parser, args, self.argv, manifest)
+            self.settings, self.command = manifest["settings"], manifest.get("command")
+            self.started = True  # the record is there already: a failure leaves it as it is
+            if self.record.has_checkpoint():
+                checkpoint = self.record.load_checkpoint()
+            else:
+                print(f"{self.record.dir} stopped before its first checkpoint: starting it again with its recorded "
+                      f"settings", file=sys.stderr)
+        else:
+            self.settings, self.command = resolve_settings(args), shlex.join(["repro/run.py", *self.argv])
+        self.recipe = get_recipe(self.settings["recipe"], **self.settings["recipe_overrides"])
+        self.dataset = load_dataset(self.settings)
+        check_trainable(self.dataset, self.recipe)
+        self.config = model_config(self.settings, self.recipe, self.dataset)
+        if self.record is None:
+            self.record = self.claim()
+        return checkpoint
+
+    def claim(self) -> RunRecord:
+        if self.args.out:
+            return RunRecord.claim(self.args.out)
+        s = self.settings
+        return RunRecord.claim_next(self.args.runs_dir, f"{s['framework']}-{s['recipe']}-{s['model']}-{s['dataset']}"
+                                                        f"-s{self.recipe.seed}")
+
+    # -- the framework's part ----------------------------------------------------------------
+    def start_record(self):
+        from repro.loop import LoopState
+
+        settings, recipe, backend = self.settings, self.recipe, self.backend
         try:
             sources = start_from(backend, recipe, settings["init_from"])
             if settings.get("init_weights"):
                 backend.load_weights(settings["init_weights"])
             elif not sources and settings.get("parity"):  # torch too: its float64 build would draw other values
-                start_from_parity_init(backend, settings["model"], config, recipe.seed)
+                start_from_parity_init(backend, settings["model"], self.config, recipe.seed)
         except TwinframeError as error:
-            parser.error(str(error))
+            self.refuse(error)
+        dataset = self.dataset
         manifest = {
-            "command": shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(["repro/run.py", *argv]),
-            "settings": settings, "recipe": recipe.to_dict(), "model_config": config, "parameters": built["parameters"],
-            "seed": recipe.seed, "versions": package_versions(), "platform": platform_info(),
-            "environment": backend.environment, "git": git_state(ROOT), "init_from": sources,
+            "command": self.command, "settings": settings, "recipe": recipe.to_dict(), "model_config": self.config,
+            "parameters": self.built["parameters"], "seed": recipe.seed, "versions": package_versions(),
+            "platform": platform_info(), "environment": backend.environment, "git": git_state(ROOT),
+            "init_from": sources,
             "dataset": {"name": dataset.name, "task": dataset.task, "fingerprint": dataset.fingerprint(),
                         "sizes": {k: len(v.labels) for k, v in dataset.splits.items()}},
         }
-        try:
-            record = RunRecord.create(out, manifest)
-        except TwinframeError as error:
-            parser.error(str(error))
+        record = self.record.start(manifest)
+        self.started = True
         record.write_manifest({**record.manifest(), "init": {
             "digest": backend.save_weights(str(record.path("init.safetensors"))),
             "source": "init_from" if sources else settings.get("init_weights")
             or (f"{PARITY_INIT_FRAMEWORK} initialisation (parity)" if settings.get("parity")
                 else f"{settings['framework']} initialisation")}})
-        state, optimizer_state = LoopState(), None
-    trainer = backend.trainer(recipe, dropout=not settings.get("parity", False))
-    if optimizer_state is not None:
-        trainer.load_optimizer_state(optimizer_state)
-    started = time.perf_counter()
-    print(f"run: {record.dir}  ({settings['framework']}, {recipe.name}, {settings['model']}, {dataset.name}, "
-          f"seed {recipe.seed})", file=sys.stderr)
-    if recipe.procedure == "knn":
-        summary = {"knn": knn_evaluate(trainer, dataset, recipe)}
-        backend.save_weights(str(record.path("final.safetensors")))
-    else:
-        try:
-            state = train(trainer, backend, dataset, recipe, record, state, Progress(not args.no_progress),
-                          max_epochs_this_call=args.stop_after_epochs)
-        except (FloatingPointError, TwinframeError) as error:  # diverged (NaN loss or weights)
-            print(f"error: {error}\nthe record {record.dir} stays marked running: it is not a complete run",
-                  file=sys.stderr)
-            return 1
-        if state.next_epoch < recipe.epochs and not state.stopped_early:
-            print(f"stopped after epoch {state.next_epoch} on request; continue with --resume {record.dir}", file=sys.stderr)
-            return 3
-        summary = finish(backend, trainer, dataset, recipe, record, state, settings)
-    summary["wall_s"] = round(time.perf_counter() - started, 3)
-    # the proof that this process held one framework only (a library can import one behind our back)
-    summary["frameworks_loaded"] = [name for name in ("torch", "tensorflow") if name in sys.modules]
-    record.complete(summary)
-    print_summary(record, summary)
-    return 0
+        return LoopState()
+
+    def resume_from(self, checkpoint):
+        from repro.loop import LoopState
+
+        removed = self.record.prepare_resume(checkpoint)
+        for note in checkpoint.notes + ([f"removed what came after it: {', '.join(removed)}"] if removed else []):
+            print(f"resume: {note}", file=sys.stderr)
+        self.backend.load_weights(str(checkpoint.weights))
+        print(f"resume: from the checkpoint of epoch {checkpoint.epoch} in {self.record.dir}", file=sys.stderr)
+        return LoopState(**checkpoint.loop_state)
+
+    def train_and_finish(self, state, optimizer_state) -> int:
+        from repro.loop import Progress, knn_evaluate, train
+
+        settings, recipe, record, backend, dataset = self.settings, self.recipe, self.record, self.backend, self.dataset
+        trainer = backend.trainer(recipe, dropout=not settings.get("parity", False))
+        if optimizer_state is not None:
+            trainer.load_optimizer_state(optimizer_state)
+        started = time.perf_counter()
+        print(f"run: {record.dir}  ({settings['framework']}, {recipe.name}, {settings['model']}, {dataset.name}, "
+              f"seed {recipe.seed})", file=sys.stderr)
+        if recipe.procedure == "knn":
+            summary = {"knn": knn_evaluate(trainer, dataset, recipe)}
+            backend.save_weights(str(record.path("final.safetensors")))
+        else:
+            try:
+                state = train(trainer, backend, dataset, recipe, record, state, Progress(not self.args.no_progress),
+                              max_epochs_this_call=self.args.stop_after_epochs)
+            except (FloatingPointError, TwinframeError) as error:  # diverged (NaN loss or weights)
+                if isinstance(error, DiskFullError):
+                    raise
+                print(f"error: {error}\nthe record {record.dir} stays marked running: it is not a complete run",
+                      file=sys.stderr)
+                return 1
+            if state.next_epoch < recipe.epochs and not state.stopped_early:
+                print(f"stopped after epoch {state.next_epoch} on request; continue with --resume {record.dir}",
+                      file=sys.stderr)
+                return 3
+            summary = finish(backend, trainer, dataset, recipe, record, state, settings)
+        summary["wall_s"] = round(time.perf_counter() - started, 3)
+        # the proof that this process held one framework only (a library can import one behind our back)
+        summary["frameworks_loaded"] = [name for name in ("torch", "tensorflow") if name in sys.modules]
+        record.complete(summary)
+        print_summary(record, summary)
+        return 0
 
 
 def finish(backend, trainer, dataset, recipe, record, state, settings) -> dict:
