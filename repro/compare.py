@@ -3,7 +3,9 @@
     python repro/compare.py                       # every complete run under runs/
     python repro/compare.py RUN_DIR [RUN_DIR ...] --reports reports
 
-Three questions, each with a verdict:
+First, every file a run's record gives a sha256 for (its manifest's file list, the summary's
+final weights and export, each epoch's weight file) is hashed again: a missing or altered file
+fails every verdict that involves its run, by name.  Then three questions, each with a verdict:
   1. determinism  runs of one framework with the same settings are bitwise identical
                   (final weights' sha256, every logged step and epoch metric)
   2. parity       the torch and tf runs of the same settings and initial weights (run.py
@@ -13,7 +15,10 @@ Three questions, each with a verdict:
                   and the two frameworks' exports agree with each other
 
 Writes compare.json, compare.md, plots (PNG) and badges (SVG + shields.io endpoint JSON) to
---reports.  Exit status: 0 all verdicts pass, 1 one fails, 2 bad input (nothing is written).
+--reports.  Exit status: 0 when every verdict that ran passes, something was checked and each
+named run took part in a check; 1 when a verdict fails, nothing was checked or a named run could
+not be used (incomplete, damaged, or with no run to compare it with); 2 bad input (nothing is
+written).
 Framework-free: NumPy and onnxruntime only.
 """
 
@@ -23,7 +28,7 @@ import argparse
 import functools
 import json
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +39,17 @@ if str(ROOT) not in sys.path:  # `python repro/compare.py` from a checkout
 
 from parity.compare import RELATIVE_FLOOR, compare  # noqa: E402
 from repro import badges  # noqa: E402
-from repro.record import MANIFEST, STATUS_COMPLETE  # noqa: E402
+from repro.record import MANIFEST, METRICS, STATUS_COMPLETE, sha256_file  # noqa: E402
 from spec.errors import TwinframeError  # noqa: E402
 from spec.tolerances import ONNX_AGAINST_FRAMEWORK, TRAJECTORY, Tolerance  # noqa: E402
-from spec.weights import atomic_write_bytes, load_canonical  # noqa: E402
+from spec.files import atomic_write_bytes  # noqa: E402
+from spec.weights import load_canonical  # noqa: E402
 
 ONNX_SAMPLES = 32  # test samples run through each ONNX file
 UNTIMED = ("wall_s",)  # logged but not part of a run's result
 PASS, FAIL, UNCHECKED = "pass", "fail", "not checked"
+QUESTIONS = ("determinism", "parity", "onnx")  # what a comparison answers; integrity is a precondition
+MISSING, ALTERED = "missing", "sha256 differs from the record"
 
 
 @dataclass
@@ -84,8 +92,12 @@ class Run:
         return json.dumps(settings, sort_keys=True)
 
     def lines(self) -> list[dict]:
-        text = (self.dir / "metrics.jsonl").read_text()
-        return [{k: v for k, v in json.loads(line).items() if k not in UNTIMED} for line in text.splitlines() if line]
+        path = self.dir / METRICS
+        try:
+            entries = [json.loads(line) for line in path.read_text().splitlines() if line]
+        except json.JSONDecodeError as error:
+            raise TwinframeError(f"{path}: not JSON lines ({error})") from None
+        return [{k: v for k, v in entry.items() if k not in UNTIMED} for entry in entries]
 
     def steps(self) -> list[dict]:
         return [line for line in self.lines() if line["kind"] == "step"]
@@ -96,28 +108,122 @@ class Run:
     def label(self) -> str:
         return str(self.dir)
 
+    @functools.cached_property
+    def problems(self) -> list[dict]:
+        """The record's missing or altered files: hashed once, however many verdicts ask."""
+        return verify_record(self)
 
-def find_runs(paths: list[str], runs_dir: str) -> tuple[list[Run], list[dict]]:
+
+@dataclass
+class Selection:
+    runs: list[Run]  # the complete runs, each directory once
+    skipped: list[dict] = field(default_factory=list)  # incomplete runs: {"run", "reason"}
+    named_twice: list[dict] = field(default_factory=list)  # {"run": as first named, "as": the repeat}
+    named: bool = False  # run directories were named, not discovered: each must then be usable
+
+
+def find_runs(paths: list[str], runs_dir: str) -> Selection:
     """The complete runs among ``paths`` (or every run under ``runs_dir``), and those skipped."""
     if paths:
-        dirs = [Path(p) for p in paths]
+        dirs, named_twice = distinct(paths)
         missing = [str(d) for d in dirs if not (d / MANIFEST).is_file()]
         if missing:
             raise TwinframeError(f"not run directories (no {MANIFEST}): {', '.join(missing)}")
     else:
         if not Path(runs_dir).is_dir():
             raise TwinframeError(f"no runs folder {runs_dir!r}; train with repro/run.py first or name run directories")
-        dirs = sorted(p.parent for p in Path(runs_dir).rglob(MANIFEST))
-    runs, skipped = [], []
+        dirs, named_twice = sorted(p.parent for p in Path(runs_dir).rglob(MANIFEST)), []
+        if not dirs:
+            raise TwinframeError(f"no run record under {runs_dir!r}; train with repro/run.py first")
+    selection = Selection([], named_twice=named_twice, named=bool(paths))
     for directory in dirs:
         run = Run.open(directory)
         if run.complete:
-            runs.append(run)
+            selection.runs.append(run)
         else:
-            skipped.append({"run": str(directory), "reason": f"status {run.manifest.get('status')!r} (interrupted?)"})
-    if not runs:
-        raise TwinframeError("no complete run to compare" + (f" ({len(skipped)} incomplete)" if skipped else ""))
-    return runs, skipped
+            selection.skipped.append({"run": str(directory),
+                                      "reason": f"status {run.manifest.get('status')!r} (interrupted?)"})
+    return selection
+
+
+def distinct(paths: list[str]) -> tuple[list[Path], list[dict]]:
+    """Each named directory once, however it is spelled: a run named twice is not its own rerun."""
+    first: dict[Path, str] = {}
+    twice = []
+    for path in paths:
+        key = Path(path).resolve()
+        if key in first:
+            twice.append({"run": first[key], "as": path})
+        else:
+            first[key] = path
+    return [Path(path) for path in first.values()], twice
+
+
+# -- 0. integrity ------------------------------------------------------------------------
+
+def recorded_digests(run: Run) -> dict[str, set[str]]:
+    """Each file the comparison relies on -> the sha256 the record gives it.  An older record
+    has no file list; its summary and epoch lines still vouch for the weights and the export.
+    A file named in two places keeps both digests: if they disagree, the record is damaged."""
+    recorded: dict[str, set[str]] = {METRICS: set()}  # every verdict reads it, digest or not
+    pairs = list((run.manifest.get("files") or {}).items())
+    pairs += [("final.safetensors", run.summary.get("final_sha256")), ("final.onnx", run.summary.get("onnx_sha256"))]
+    try:
+        pairs += [(f"weights/{line['weights']}", line.get("weights_sha256"))
+                  for line in run.epochs() if "weights" in line]
+    except (OSError, TwinframeError):  # no or garbled metrics.jsonl: its own entry reports it
+        pass
+    for name, digest in pairs:
+        if digest:
+            recorded.setdefault(name, set()).add(digest)
+    return recorded
+
+
+def verify_record(run: Run) -> list[dict]:
+    """Every recorded file that is missing or no longer what the record says it is."""
+    problems = (check_file(run.dir, name, digests) for name, digests in sorted(recorded_digests(run).items()))
+    return [problem for problem in problems if problem]
+
+
+def check_file(directory: Path, name: str, digests: set[str]) -> dict | None:
+    path = directory / name
+    expected = " or ".join(sorted(digests)) or None
+    if not path.is_file():
+        return {"file": name, "problem": MISSING, "expected": expected, "actual": None}
+    if not digests:
+        return None
+    try:
+        actual = sha256_file(path)
+    except OSError as error:
+        return {"file": name, "problem": f"unreadable ({error.strerror})", "expected": expected, "actual": None}
+    if actual not in digests:
+        return {"file": name, "problem": ALTERED, "expected": expected, "actual": actual}
+    if len(digests) > 1:
+        return {"file": name, "problem": "the record gives it different sha256", "expected": expected, "actual": actual}
+    return None
+
+
+def unrecorded(run: Run) -> list[str]:
+    """Files of an older record (no file list) that nothing vouches for: read, not verified."""
+    if "files" in run.manifest:
+        return []  # the list covers the whole record
+    recorded = recorded_digests(run)
+    return sorted(name for path in run.dir.rglob("*") if path.is_file()
+                  and (name := path.relative_to(run.dir).as_posix()) != MANIFEST and not recorded.get(name))
+
+
+def integrity(runs: list[Run]) -> list[dict]:
+    return [{"run": run.label(), "passed": not run.problems, "problems": run.problems, "unrecorded": unrecorded(run)}
+            for run in runs]
+
+
+def damage(*runs: Run) -> str | None:
+    """Why a check involving these runs fails before it starts: their damaged files, or None."""
+    return "; ".join(damaged_file(run.label(), problem) for run in runs for problem in run.problems) or None
+
+
+def damaged_file(label: str, problem: dict) -> str:
+    return f"record {label}: {problem['file']}: {problem['problem']}"
 
 
 # -- 1. determinism ---------------------------------------------------------------------
@@ -131,11 +237,13 @@ def judge_determinism(runs: list[Run]) -> list[dict]:
         if len(group) < 2:
             continue
         first, *others = group
-        mismatches = [difference(first, other) for other in others]
+        reason = damage(*group)  # equal records of altered files prove nothing
+        mismatches = [] if reason else [difference(first, other) for other in others]
         results.append({
             "framework": first.framework, "runs": [r.label() for r in group],
             "final_sha256": [r.summary.get("final_sha256") for r in group],
-            "passed": not any(mismatches), "first_difference": next((m for m in mismatches if m), None),
+            "passed": not reason and not any(mismatches), "first_difference": next((m for m in mismatches if m), None),
+            "reason": reason,
         })
     return results
 
@@ -171,6 +279,9 @@ def judge_parity(reference: Run, candidate: Run) -> dict:
     tolerance = TRAJECTORY.get(reference.precision, TRAJECTORY["float32"])
     result = {"runs": {"torch": reference.label(), "tf": candidate.label()}, "precision": reference.precision,
               "tolerance": {"rtol": tolerance.rtol, "mode": tolerance.mode}}
+    reason = damage(reference, candidate)
+    if reason:
+        return {**result, "comparable": False, "passed": False, "reason": reason}
     if reference.init_digest is None or reference.init_digest != candidate.init_digest:
         return {**result, "comparable": False, "passed": False,
                 "reason": "the runs did not start from the same weights: train both with run.py --parity"}
@@ -288,20 +399,25 @@ def judge_onnx(runs: list[Run], pairs: list[tuple[Run, Run]]) -> list[dict]:
     results, predictions = [], {}
     for run in runs:
         path = run.dir / "final.onnx"
-        if not path.is_file():
+        if not (path.is_file() or run.summary.get("onnx_sha256")):  # recorded but gone: damage() says so
+            continue
+        own_check = {"check": f"{run.framework}-onnx vs {run.framework}", "runs": [run.label()]}
+        reason = damage(run)
+        if reason:  # not run: a damaged run takes no part in the exports' comparison either
+            results.append({**own_check, "passed": False, "scale_rel": None, "reason": reason})
             continue
         x = onnx_inputs(run)
         try:
             predictions[run.label()] = onnx_predictions(path, x)
         except Exception as error:  # onnxruntime's own error types: a broken or unsupported file
-            results.append({"check": f"{run.framework}-onnx vs {run.framework}", "runs": [run.label()],
-                            "passed": False, "scale_rel": None, "reason": f"onnxruntime could not run {path}: {error}"})
+            results.append({**own_check, "passed": False, "scale_rel": None,
+                            "reason": f"onnxruntime could not run {path}: {error}"})
             continue
         own = np.load(run.dir / "final_test_logits.npy")[: len(predictions[run.label()])]
         tolerance = ONNX_AGAINST_FRAMEWORK.get(run.precision, ONNX_AGAINST_FRAMEWORK["float32"])
         row = compare(predictions[run.label()], own, tolerance, "predictions")
-        results.append({"check": f"{run.framework}-onnx vs {run.framework}", "runs": [run.label()],
-                        "passed": row.passed, "scale_rel": row.scale_rel, "samples": len(x), "reason": row.reason})
+        results.append({**own_check, "passed": row.passed, "scale_rel": row.scale_rel, "samples": len(x),
+                        "reason": row.reason})
     for reference, candidate in pairs:
         if reference.label() in predictions and candidate.label() in predictions \
                 and reference.init_digest == candidate.init_digest:
@@ -320,13 +436,29 @@ def verdict(checks: list[dict]) -> str:
     return PASS if all(c["passed"] for c in checks) else FAIL
 
 
-def summarize(determinism: list[dict], parity: list[dict], onnx: list[dict]) -> dict:
+def summarize(determinism: list[dict], parity: list[dict], onnx: list[dict], checked: list[dict]) -> dict:
     comparable = [p for p in parity if p.get("comparable")]
     worst = max((p["steps"].get("loss_max_rel", 0.0) for p in comparable), default=None)
     return {
         "determinism": verdict(determinism), "parity": verdict(parity), "onnx": verdict(onnx),
-        "parity_loss_max_rel": worst,
+        "parity_loss_max_rel": worst, "integrity": verdict(checked),
     }
+
+
+def not_compared(runs: list[Run], determinism: list[dict], parity: list[dict]) -> list[str]:
+    """Runs in no determinism group and no parity pair: no other run has their settings."""
+    compared = {label for d in determinism for label in d["runs"]}
+    compared |= {label for p in parity for label in p["runs"].values()}
+    return [run.label() for run in runs if run.label() not in compared]
+
+
+def exit_status(result: dict, named: bool) -> int:
+    """0 only if every verdict that ran passed and something was checked; named runs must also
+    each have been usable (complete, intact, compared): naming a run asks for it to be judged."""
+    v = result["verdicts"]
+    if FAIL in (v[q] for q in (*QUESTIONS, "integrity")) or all(v[q] == UNCHECKED for q in QUESTIONS):
+        return 1
+    return 1 if named and (result["skipped"] or result["not_compared"]) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,23 +473,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     args = parser.parse_args(argv)
     try:
-        runs, skipped = find_runs(args.runs, args.runs_dir)
+        selection = find_runs(args.runs, args.runs_dir)
+        runs = selection.runs
+        checked = integrity(runs)
         determinism = judge_determinism(runs)
         pairs = parity_pairs(runs)
         parity = [judge_parity(a, b) for a, b in pairs]
         onnx = [] if args.no_onnx else judge_onnx(runs, pairs)
     except (TwinframeError, OSError, KeyError, ValueError) as error:
         parser.error(str(error))
-    result = {"schema": "twinframe-compare/1", "runs": [r.label() for r in runs], "skipped": skipped,
-              "verdicts": summarize(determinism, parity, onnx),
+    result = {"schema": "twinframe-compare/1", "runs": [r.label() for r in runs], "skipped": selection.skipped,
+              "named_twice": selection.named_twice, "not_compared": not_compared(runs, determinism, parity),
+              "verdicts": summarize(determinism, parity, onnx, checked), "integrity": checked,
               "determinism": determinism, "parity": parity, "onnx": onnx}
     out = Path(args.reports)
-    written = write_reports(result, runs, pairs, out, Path(args.parity_report or out / "parity.json"), not args.no_plots)
+    drawable = [pair for pair in pairs if not damage(*pair)]  # a damaged run's metrics may be gone
+    written = write_reports(result, drawable, out, Path(args.parity_report or out / "parity.json"), not args.no_plots)
     print(format_verdicts(result, written))
-    return 1 if FAIL in result["verdicts"].values() else 0
+    return exit_status(result, selection.named)
 
 
-def write_reports(result: dict, runs: list[Run], pairs, out: Path, parity_report: Path, plots: bool) -> list[Path]:
+def write_reports(result: dict, pairs, out: Path, parity_report: Path, plots: bool) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "compare.json", out / "compare.md"]
     atomic_write_bytes(written[0], (json.dumps(result, indent=2, default=float) + "\n").encode())
@@ -380,13 +516,13 @@ def markdown(result: dict) -> str:
              "| question | verdict |", "|---|---|",
              f"| determinism (bitwise) | {v['determinism']} |",
              f"| cross-framework parity | {v['parity']} (worst loss rel. {_fmt(v['parity_loss_max_rel'])}) |",
-             f"| ONNX | {v['onnx']} |", ""]
+             f"| ONNX | {v['onnx']} |",
+             f"| integrity (every recorded sha256) | {v['integrity']} |", ""]
     lines += ["## Determinism", "", "| framework | runs | final sha256 | verdict | first difference |", "|---|---|---|---|---|"]
     for d in result["determinism"]:
-        first = d["first_difference"]
-        lines.append(f"| {d['framework']} | {len(d['runs'])} | {(d['final_sha256'][0] or '')[:16]}… | "
-                     f"{'bitwise' if d['passed'] else 'differs'} | "
-                     f"{'-' if not first else ', '.join(first['keys']) + ' at line ' + str(first.get('line', '-'))} |")
+        said = "bitwise" if d["passed"] else "damaged" if d["reason"] else "differs"
+        lines.append(f"| {d['framework']} | {len(d['runs'])} | {(d['final_sha256'][0] or '')[:16]}… | {said} | "
+                     f"{why_not_bitwise(d) or '-'} |")
     lines += ["", "## Cross-framework parity (torch reference)", "",
               "| precision | steps | loss max rel. | first step beyond tol. | lr max rel. | epochs max rel. | "
               "weights max rel. | predictions max rel. | verdict |", "|---|---|---|---|---|---|---|---|---|"]
@@ -404,16 +540,42 @@ def markdown(result: dict) -> str:
     for o in result["onnx"]:
         names = " / ".join(Path(run).name for run in o["runs"])
         lines.append(f"| {o['check']} | {names} | {_fmt(o['scale_rel'])} | {'pass' if o['passed'] else 'fail'} |")
-    if result["skipped"]:
-        lines += ["", "Skipped: " + "; ".join(f"{s['run']} ({s['reason']})" for s in result["skipped"])]
+    problems = [(e["run"], problem) for e in result["integrity"] for problem in e["problems"]]
+    lines += ["", "## Integrity (each file against the sha256 its record gives)", ""]
+    lines += ["| run | file | problem | recorded sha256 | actual sha256 |", "|---|---|---|---|---|"] if problems else \
+        [f"Every recorded file of the {len(result['integrity'])} run(s) has its recorded sha256."]
+    lines += [f"| {run} | {problem['file']} | {problem['problem']} | {(problem['expected'] or '-')[:16]} | "
+              f"{(problem['actual'] or '-')[:16]} |" for run, problem in problems]
+    lines += [""] + [f"- {note}" for note in notes(result)]
     return "\n".join(lines) + "\n"
+
+
+def why_not_bitwise(d: dict) -> str | None:
+    """A determinism group's failure in words: the damaged files, else the first differing line."""
+    first = d["first_difference"]
+    if d.get("reason") or not first:
+        return d.get("reason")
+    return ", ".join(first["keys"]) + " at line " + str(first.get("line", "-"))
+
+
+def notes(result: dict) -> list[str]:
+    """What the console and compare.md both say about the runs themselves."""
+    said = [f"no recorded sha256 (older record) in {e['run']}: {', '.join(e['unrecorded'])}"
+            for e in result["integrity"] if e["unrecorded"]]
+    said += [f"named twice: {t['as']}" + (f" (the same run as {t['run']})" if t["as"] != t["run"] else "")
+             for t in result["named_twice"]]
+    said += [f"skipped: {s['run']} ({s['reason']})" for s in result["skipped"]]
+    said += [f"not compared: {label} has no run with the same settings" for label in result["not_compared"]]
+    return said
 
 
 def format_verdicts(result: dict, written: list[Path]) -> str:
     v = result["verdicts"]
     lines = [f"determinism  {v['determinism']}", f"parity       {v['parity']}"
              + (f"  (worst per-step loss rel. {v['parity_loss_max_rel']:.2e})" if v["parity_loss_max_rel"] is not None else ""),
-             f"onnx         {v['onnx']}"]
+             f"onnx         {v['onnx']}", f"integrity    {v['integrity']}"]
+    lines += [f"  {damaged_file(e['run'], problem)}" for e in result["integrity"] for problem in e["problems"]]
+    lines += [f"  determinism {d['framework']}: {why_not_bitwise(d)}" for d in result["determinism"] if not d["passed"]]
     for p in result["parity"]:
         if p.get("comparable") and p["steps"].get("first_divergent_step") is not None:
             s = p["steps"]
@@ -421,6 +583,8 @@ def format_verdicts(result: dict, written: list[Path]) -> str:
                          f"{s['first_divergent_step']} (rel. {s['first_divergent_rel']:.2e})")
         elif not p.get("comparable"):
             lines.append(f"  parity: {p['reason']}")
+    lines += [f"  onnx {o['check']}: {o['reason']}" for o in result["onnx"] if not o["passed"]]
+    lines += notes(result)
     lines.append("reports: " + ", ".join(str(p) for p in written))
     return "\n".join(lines)
 
