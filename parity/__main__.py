@@ -2,60 +2,96 @@
 
     python -m parity list
     python -m parity report [reports/parity.json]
-    python -m parity check resnet18 [--report reports/parity.json] [--threads 1] [--device cpu]
-    python -m parity port resnet18 --checkpoint resnet18-f37072fd.pth --out ported/resnet18
+    python -m parity check resnet18 [--report reports/parity.json] [--threads 1] [--device cpu] [--timeout S]
+    python -m parity port resnet18 --checkpoint resnet18-f37072fd.pth --out ported/resnet18 [--timeout S]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import tempfile
+import textwrap
+from pathlib import Path
+from typing import NoReturn
 
 from parity import zoo
 from parity.checks import TwinPair, run_case
 from parity.report import ParityReport, format_table, summarize
 from parity.runners import FrameworkRunner
+from parity.worker import DEFAULT_CALL_TIMEOUT, WorkerError, WorkerFailure
+from spec.files import PathError, check_writable_folder
+
+EXIT_STATUS = """\
+exit status: 0 every check passes; 1 a check fails, or a worker crashed, stopped answering (--timeout)
+or failed inside (a bug: one line names the framework and the request); 2 bad input (an option, a
+case or model name, --config, the checkpoint, an output path), refused with one line naming it,
+paths before any worker starts."""
+
+# Errors a worker raises about what the user gave it (a checkpoint, a model name, its options):
+# exit 2, like any bad input.  Any other error inside a worker is twinframe's own (exit 1).
+USER_ERRORS = frozenset({"ValueError", "KeyError", "FileNotFoundError",
+                         "ConfigError", "UnknownModelError", "TransferError", "WeightFileError"})
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m parity", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="list the parity cases")
-    show = commands.add_parser("report", help="print the table of an existing report")
-    show.add_argument("path", nargs="?", default="reports/parity.json")
-    check = commands.add_parser("check", help="run every parity check on the named cases")
-    check.add_argument("cases", nargs="+", help=f"case names ({', '.join(sorted(zoo.CASES))})")
-    check.add_argument("--report", default="reports/parity.json", help="JSON report to write (merged by case)")
-    check.add_argument("--threads", type=int, default=1, help="intra/inter-op threads of each framework")
-    check.add_argument("--device", default="cpu", help="cpu (default) or cuda / gpu")
-    port = commands.add_parser("port", help="carry a checkpoint to the other framework's twin and check it layer by layer")
-    port.add_argument("model", help="zoo model name (python -m parity list)")
-    port.add_argument("--checkpoint", required=True, help="torch state_dict file (.pth/.pt), or Keras .weights.h5 with --source tf")
-    port.add_argument("--out", required=True, help="folder for the canonical .safetensors, the other framework's file and port.json")
-    port.add_argument("--source", choices=("torch", "tf"), default="torch", help="framework of the checkpoint (default torch)")
-    port.add_argument("--config", default="{}", help='model options as JSON, e.g. \'{"num_classes": 1000}\'')
-    port.add_argument("--input-shape", help="N,C,H,W of the check input (default: the zoo case's)")
-    port.add_argument("--overwrite", action="store_true", help="replace files already in --out")
+    parser, commands = _parser()
     args = parser.parse_args(argv)
-
     if args.command == "list":
         for name, case in sorted(zoo.CASES.items()):
             print(f"{name:16s} model={case.model} config={case.config} input={case.input_shape}")
         return 0
     if args.command == "report":
         return show_report(parser, args.path)
-    if args.command == "port":
-        return run_port(parser, args)
+    command = commands.choices[args.command]
+    try:
+        return run_port(command, args) if args.command == "port" else run_check(command, args)
+    except WorkerFailure as failure:  # the worker's traceback stays in its message, not on the screen
+        status, message = explain(failure, checkpoint=getattr(args, "checkpoint", None))
+        refuse(command, message, status)
+
+
+def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    parser = argparse.ArgumentParser(prog="python -m parity", description=__doc__.split("\n")[0], epilog=EXIT_STATUS)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="list the parity cases")
+    show = commands.add_parser("report", help="print the table of an existing report")
+    show.add_argument("path", nargs="?", default="reports/parity.json")
+    check = commands.add_parser("check", help="run every parity check on the named cases", epilog=EXIT_STATUS)
+    check.add_argument("cases", nargs="+", help=f"case names ({', '.join(sorted(zoo.CASES))})")
+    check.add_argument("--report", default="reports/parity.json", type=report_path,
+                       help="JSON report to write (merged by case)")
+    check.add_argument("--threads", type=int, default=1, help="intra/inter-op threads of each framework")
+    check.add_argument("--device", default="cpu", help="cpu (default) or cuda / gpu")
+    port = commands.add_parser("port", help="carry a checkpoint to the other framework's twin and check it layer by layer",
+                               epilog=EXIT_STATUS)
+    port.add_argument("model", help="zoo model name (python -m parity list)")
+    port.add_argument("--checkpoint", required=True, help="torch state_dict file (.pth/.pt), or Keras .weights.h5 with --source tf")
+    port.add_argument("--out", required=True, type=out_folder,
+                      help="folder for the canonical .safetensors, the other framework's file and port.json "
+                           "(a failed port leaves it as it was)")
+    port.add_argument("--source", choices=("torch", "tf"), default="torch", help="framework of the checkpoint (default torch)")
+    port.add_argument("--config", default="{}", help='model options as JSON, e.g. \'{"num_classes": 1000}\'')
+    port.add_argument("--input-shape", help="N,C,H,W of the check input (default: the zoo case's)")
+    port.add_argument("--overwrite", action="store_true", help="replace files already in --out")
+    for command in (check, port):
+        command.add_argument("--timeout", type=seconds, metavar="SECONDS",
+                             help=f"seconds a worker may take over one request before it is killed and the command "
+                                  f"fails with exit status 1 (default {DEFAULT_CALL_TIMEOUT:.0f})")
+    return parser, commands
+
+
+def run_check(command, args) -> int:
     try:
         cases = [zoo.get_case(name) for name in args.cases]
     except KeyError as error:
-        parser.error(str(error.args[0]))
+        refuse(command, error.args[0])
     report = ParityReport(args.report)
     ok = True
     with tempfile.TemporaryDirectory(prefix="twinframe-parity-") as workdir, \
-            FrameworkRunner("torch", args.threads, args.device, workdir=f"{workdir}/torch") as torch_runner, \
-            FrameworkRunner("tf", args.threads, args.device, workdir=f"{workdir}/tf") as tf_runner:
+            _runner("torch", args, workdir) as torch_runner, _runner("tf", args, workdir) as tf_runner:
         for case in cases:
             pair = TwinPair(case, {"torch": torch_runner, "tf": tf_runner})
             try:
@@ -68,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok else 1
 
 
-def run_port(parser, args) -> int:
+def _runner(framework: str, args, workdir: str) -> FrameworkRunner:
+    return FrameworkRunner(framework, args.threads, args.device, workdir=f"{workdir}/{framework}",
+                           call_timeout=args.timeout)
+
+
+def run_port(command, args) -> int:
     import json
 
     from parity.port import port_checkpoint
@@ -78,13 +119,15 @@ def run_port(parser, args) -> int:
         config = json.loads(args.config)
         shape = tuple(int(v) for v in args.input_shape.split(",")) if args.input_shape else None
     except ValueError as error:
-        parser.error(f"--config must be a JSON object and --input-shape N,C,H,W: {error}")
+        refuse(command, f"--config must be a JSON object and --input-shape N,C,H,W: {error}")
+    if not isinstance(config, dict):
+        refuse(command, f"--config must be a JSON object of model options, got {args.config}")
     case = next((c for c in zoo.CASES.values() if c.model == args.model), None)
     try:
         result = port_checkpoint(args.model, args.checkpoint, args.out, zoo.ZOO_FACTORIES, config, args.source, shape,
-                                 case.tolerances if case else None, overwrite=args.overwrite)
+                                 case.tolerances if case else None, overwrite=args.overwrite, call_timeout=args.timeout)
     except (FileNotFoundError, FileExistsError, ConfigError, UnknownModelError, ValueError) as error:
-        parser.error(str(error))
+        refuse(command, str(error))
     worst = max(result["layerwise"]["layers"], key=lambda row: row["max_abs"] or 0.0, default=None)
     print(f"{args.model}: {result['loaded']['tensors']} tensors from {args.checkpoint} ({result['source']}) -> "
           f"{result['files'][result['target']]} ({result['target']})")
@@ -96,9 +139,79 @@ def run_port(parser, args) -> int:
     return 0 if result["passed"] else 1
 
 
+def explain(failure: WorkerFailure, checkpoint: str | None = None) -> tuple[int, str]:
+    """(exit status, one line) for a worker failure.  The user's bad input gives its own message
+    (the adapters name the model or option); reading the checkpoint fails for the checkpoint's
+    fault whatever the error's type (torch.load raises ValueError on a truncated file), so that
+    failure names it.  Anything else names the framework and the request, and a crash adds the
+    last line of the worker's log (its scratch folder, log included, is gone once this prints)."""
+    if isinstance(failure, WorkerError):
+        message = _one_line(failure.remote_message)
+        if failure.op == "load_native" and checkpoint:
+            return 2, f"checkpoint {checkpoint}: {message.removeprefix(f'{checkpoint}: ')}"
+        if failure.error_type in USER_ERRORS:
+            return 2, message
+        return 1, f"[{failure.framework} worker] {failure.op!r} failed with {failure.error_type}: {message}"
+    first, *log = str(failure).splitlines()
+    last = next((line.strip() for line in reversed(log) if line.strip() and not line.startswith("--- last ")), None)
+    return 1, first + (f" (its log ends: {last})" if last else "")
+
+
+_NAME_LIST = re.compile(r"\[('[^']*'(?:, '[^']*')*)\]")
+
+
+def _one_line(message: str, keep: int = 3, width: int = 800) -> str:
+    """A worker's message on one line: lists of weight names (a whole model's, from another
+    model's checkpoint) cut to their first ``keep``, and the whole to ``width`` characters."""
+    def cut(match: re.Match) -> str:
+        names = match.group(1).split(", ")
+        return match.group(0) if len(names) <= keep else f"[{', '.join(names[:keep])}, ... {len(names) - keep} more]"
+
+    return textwrap.shorten(_NAME_LIST.sub(cut, message), width, placeholder=" ...")
+
+
+def refuse(command: argparse.ArgumentParser, message: str, status: int = 2) -> NoReturn:
+    """One line on stderr, named by the command, and exit: no usage block, no traceback."""
+    command.exit(status, f"{command.prog}: error: {message}\n")
+
+
+# -- option types: paths are checked at parse time, before a worker spends minutes -------------
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def report_path(text: str) -> str:
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; name the JSON file to write")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text} is not writable")
+    _check_can_create(path.parent, text)
+    return text
+
+
+def out_folder(text: str) -> str:
+    _check_can_create(Path(text), text)
+    return text
+
+
+def _check_can_create(folder: Path, named: str) -> None:
+    """``folder`` exists or can be made, and a file can be written in it (nothing is left behind)."""
+    try:
+        check_writable_folder(folder, f"cannot write {named}: folder")
+    except PathError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def show_report(parser, path: str) -> int:
     import json
-    from pathlib import Path
 
     try:
         document = json.loads(Path(path).read_text())
