@@ -50,7 +50,9 @@ CASES: dict[str, ParityCase] = {
         *(ParityCase(f"vgg{d}", f"vgg{d}", ZOO_FACTORIES, config={"num_classes": 15}, input_shape=(2, 3, 64, 96),
                      slow=d != 11)
           for d in (11, 13, 16, 19)),
-        ParityCase("resnet18", "resnet18", ZOO_FACTORIES, config={"num_classes": 10}, input_shape=(2, 3, 64, 80)),
+        # ResNet-18 is judged as its family: on an AMD EPYC (AVX2) 3 of its 10240 layer3.1.add values
+        # are 1.24e-5 apart (element-wise atol 1e-5), norm-wise 9.5e-7, in float64 2e-14.
+        ParityCase("resnet18", "resnet18", ZOO_FACTORIES, config={"num_classes": 10}, input_shape=(2, 3, 64, 80), **DEEP),
         ParityCase("resnet34", "resnet34", ZOO_FACTORIES, config={"num_classes": 10}, input_shape=(2, 3, 64, 96), **DEEP),
         ParityCase("densenet121", "densenet121", ZOO_FACTORIES, config={"num_classes": 14}, input_shape=(2, 3, 64, 96), **DEEP),
         # stage 2 trains on 128x128 patches; stage 3's 896 input is scaled down to 256x384 (latent 64x96)
