@@ -118,6 +118,8 @@ def train(trainer, backend, dataset, recipe: Recipe, record: RunRecord, state: L
           progress: Progress, max_epochs_this_call: int | None = None) -> LoopState:
     """Run epochs from ``state.next_epoch``; checkpoint after each.  ``max_epochs_this_call``
     stops early on purpose (the resume test interrupts a run this way)."""
+    if state.stopped_early:  # resumed after early stopping (its finish was interrupted): no more epochs
+        return state
     train_split, task = dataset.splits["train"], dataset.task
     n = len(train_split.labels)
     batches = spec_data.training_batches(n, recipe.batch_size)

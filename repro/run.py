@@ -440,7 +440,8 @@ class Run:
                 print(f"{self.record.dir} stopped before its first checkpoint: starting it again with its recorded "
                       f"settings", file=sys.stderr)
         else:
-            self.settings, self.command = resolve_settings(args), shlex.join(["repro/run.py", *self.argv])
+            self.settings = resolve_settings(args)
+            self.command = shlex.join([sys.executable, "repro/run.py", *self.argv])
         self.recipe = get_recipe(self.settings["recipe"], **self.settings["recipe_overrides"])
         self.dataset = load_dataset(self.settings)
         check_trainable(self.dataset, self.recipe)

@@ -217,3 +217,12 @@ def test_an_unreadable_state_file_is_named(tmp_path):
     record.path("checkpoint.json").write_text(json.dumps(pointer))
     with pytest.raises(ConfigError, match="checkpoint .*epoch_001.npz is unreadable"):
         load(record.dir)
+
+
+def test_a_run_resumed_after_early_stopping_trains_no_more_epochs():
+    """Its finish was interrupted: the resume goes straight to the finish (nothing else is touched)."""
+    from repro.loop import LoopState, Progress, train
+    from spec.recipes import get_recipe
+
+    state = LoopState(next_epoch=3, stopped_early=True)
+    assert train(None, None, None, get_recipe("chest_multilabel"), None, state, Progress(False)) is state
