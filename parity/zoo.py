@@ -1,6 +1,6 @@
 """twinframe's own zoo as parity cases: data only (factory paths are strings, nothing imported).
 
-Inputs follow spec/numerics.md: batch >= 2, H != W, and channel and class counts
+Inputs follow docs/pitfalls.md (entry 4): batch >= 2, H != W, and channel and class counts
 that differ from the spatial sizes, so transposition bugs cannot hide.
 """
 

@@ -1,1 +1,1 @@
-"""Training pipelines and run records (repro/run.py, repro/compare.py) — see the open issues."""
+"""Training runs (repro/run.py, one recipe in one framework) and their comparison (repro/compare.py)."""

@@ -1,6 +1,6 @@
 """The framework side of a training run: model, trainer, canonical weights and ONNX export.
 
-Exactly one backend is loaded per process (DEVELOPERS.md: never torch and TensorFlow in one
+Exactly one backend is loaded per process (docs/architecture.md: never torch and TensorFlow in one
 process); its framework is imported only when it is chosen.  Building, seeding, determinism
 settings, canonical weights and ONNX export reuse the parity adapters, so a run's weight
 files are the same canonical safetensors that parity compares.

@@ -1,4 +1,4 @@
-"""Datasets, framework-free (shared/spec/data.md): MedMNIST npz files, MeDiANet per-sample
+"""Datasets, framework-free (README "Training runs", Data): MedMNIST v3 npz files, MeDiANet per-sample
 folders, scikit-learn's bundled digits, a segmentation set, deterministic synthetic data in the
 same formats, and the data order that both frameworks consume.
 

@@ -1,4 +1,4 @@
-"""Metrics with the medmnist evaluator's definitions (shared/spec/data.md, section Metrics).
+"""Metrics with the medmnist evaluator's definitions: ACC and AUC per task type (README "Training runs").
 
 Framework-free (NumPy + scikit-learn) so that both twins are scored by the same code.
 Scores are probabilities: softmax of the logits, or sigmoid for multi-label tasks.
@@ -306,7 +306,7 @@ def _knn_inputs(train_embeddings, train_labels, query_embeddings, k: int, task: 
 
 def knn_predict(train_embeddings, train_labels, query_embeddings, k: int = 11,
                 task: str = MULTI_CLASS) -> np.ndarray:
-    """Predicted labels of the queries from their k nearest train embeddings (recipes.md knn).
+    """Predicted labels of the queries from their k nearest train embeddings (medmnist_plus knn, spec/recipes.py).
 
     Euclidean distance in float64; equal distances go to the lower train index; k is capped at
     the train-set size. Single-label tasks: majority vote, ties to the smallest label, returns

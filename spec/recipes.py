@@ -1,4 +1,4 @@
-"""Training recipes of the seed papers, framework-free (shared/spec/recipes.md).
+"""Training recipes of the seed papers, framework-free (README "Training runs", Recipes).
 
 A recipe is data: the optimizer's update formula, the learning rate of every step (a NumPy
 table both frameworks read), the loss, clipping, the plateau / early-stopping rules and which

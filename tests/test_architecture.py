@@ -1,4 +1,4 @@
-"""The architecture rules of DEVELOPERS.md, enforced."""
+"""The architecture rules of docs/architecture.md, enforced."""
 
 import os
 import shutil

@@ -1,4 +1,4 @@
-"""spec/data.py: formats of shared/spec/data.md, synthetic generators, digits, batching order."""
+"""spec/data.py: the MedMNIST and per-sample npz formats, synthetic generators, digits, batching order."""
 
 import re
 

@@ -99,7 +99,7 @@ print(json.dumps(errors))
 def test_torch_cpu_bfloat16_conv_weight_gradient_is_right_on_a_1x1_map():
     """Found by the bfloat16 run test: ResNet-18 on 8 px digits gave a different final sha256 on
     every run.  While this xfail holds, mixed precision on torch/CPU needs inputs whose strided
-    convs never see a 1x1 map (repro/README); once torch fixes it, this test fails (strict) as
+    convs never see a 1x1 map (README, Training runs, Precision); once torch fixes it, this test fails (strict) as
     the reminder to lift the note."""
     result = subprocess.run([sys.executable, "-c", TORCH_BF16_CONV], cwd=ROOT, capture_output=True, text=True,
                             timeout=300)

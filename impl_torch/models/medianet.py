@@ -1,4 +1,4 @@
-"""MeDiANet with the authors' TensorFlow semantics (spec/medianet.md). Twin: impl_tf/models/medianet.py."""
+"""MeDiANet with the authors' TensorFlow semantics (docs/medianet.md). Twin: impl_tf/models/medianet.py."""
 
 from __future__ import annotations
 

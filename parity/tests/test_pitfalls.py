@@ -1,4 +1,4 @@
-"""spec/numerics.md pitfalls, proved both ways: the faithful twin passes, and each naive port
+"""Pitfalls of docs/pitfalls.md, proved both ways: the faithful twin passes, and each naive port
 is caught at the layer where it goes wrong.  The pair is a user-style twin (tests/twins)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""MeDiANet (spec/medianet.md): TensorFlow semantics, the config and the plan both twins build from.
+"""MeDiANet (docs/medianet.md): TensorFlow semantics, the config and the plan both twins build from.
 
 The authors' published results come from their TensorFlow code; both twins follow it
 (TF 'same' padding, 2x2 'same' max-pools, nearest upsampling, BN epsilon 1e-3 /
