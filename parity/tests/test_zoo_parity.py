@@ -100,10 +100,13 @@ def test_gradients_and_train_step_state_agree(twin, parity_report, request):
     bad = [row for row in result.rows if not row.passed]
     assert result.passed, f"first divergent gradient/state: {result.first_divergent}: {bad[0]}"
     if twin.case.name == "unet":
-        # The evidence that UNet-BN's float32 gradient gap is a kink, not a semantic difference:
-        # the float64 gradient itself jumps by as much when the input moves by round-off.
-        kinked = {row.name for row in result.rows if "discontinuous at this input" in row.reason}
-        assert "grad:decoder.7.double_conv.0.weight" in kinked
+        # UNet-BN's float32 gradient of decoder.7.double_conv.0 sits at a kink: a ReLU input within
+        # round-off of zero.  Where float32 lands on the other side than the reference (as on the
+        # earlier development machine), the gap must be explained by the kink (the float64 gradient
+        # itself jumps by as much when the input moves by round-off); where it lands on the same side
+        # (as on an AMD EPYC), the plain tolerance holds.  Any other explanation fails.
+        row = next(row for row in result.rows if row.name == "grad:decoder.7.double_conv.0.weight")
+        assert not row.reason or "discontinuous at this input" in row.reason, row.reason
 
 
 def test_onnx_four_way_agreement(twin, parity_report, workdir):
