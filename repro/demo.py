@@ -85,6 +85,9 @@ class ProgressBoard:
         where = run_progress(out)
         if where is None or where["done"] == 0:
             return f"{framework:6s} starting (import, build, first step)   {_clock(elapsed)} elapsed"
+        if where["done"] >= where["total"]:
+            state = "done" if where["complete"] else "finishing (final weights, test split, ONNX export)"
+            return f"{framework:6s} {where['done']}/{where['total']} steps, {state}   {_clock(elapsed)} elapsed"
         left = elapsed / where["done"] * (where["total"] - where["done"])
         return (f"{framework:6s} epoch {where['epoch'] + 1}/{where['epochs']}  step {where['done']:>4d}/{where['total']}"
                 f"  loss {where['loss']:.4f}  {_clock(elapsed)} elapsed  ~{_clock(left)} left")
@@ -111,7 +114,7 @@ def run_progress(out: Path) -> dict | None:
     per_epoch = len(training_batches(manifest["dataset"]["sizes"]["train"], recipe["batch_size"]))
     last = steps[-1] if steps else {"epoch": 0, "loss": float("nan")}
     return {"epoch": last["epoch"], "epochs": recipe["epochs"], "done": len(steps),
-            "total": per_epoch * recipe["epochs"], "loss": last["loss"]}
+            "total": per_epoch * recipe["epochs"], "loss": last["loss"], "complete": manifest.get("status") == "complete"}
 
 
 def _clock(seconds: float) -> str:
