@@ -44,6 +44,7 @@ AT_LEAST_ONE = ("threads", "epochs", "batch_size", "input_size", "size", "resize
 # options whose record value is the resolved recipe's; and those a resume may be given freely
 RECIPE_OPTIONS = ("seed", "epochs", "batch_size", "input_size", "procedure", "resize", "crop", "eval_resize", "stage")
 RESUME_CHANGES_NOTHING = ("resume", "no_progress", "stop_after_epochs")
+NEGATED_FLAGS = {"nondeterministic": "deterministic", "no_onnx": "onnx"}  # option -> the setting it turns off
 EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 EPILOG = ("exit status: 0 complete; 1 training diverged; 2 a bad option, bad data, a record that cannot be resumed, "
           "a run directory in use or a full disk (nothing is lost: the last checkpoint stays); 3 stopped on request; "
@@ -206,8 +207,10 @@ def check_resume_options(parser, args: argparse.Namespace, argv: list[str], mani
 
 def given_value(dest: str, args: argparse.Namespace):
     value = getattr(args, dest)
+    if dest in NEGATED_FLAGS:
+        return not value
     converters = {"model_config": parse_model_config, "data_dir": resolved_path, "init_weights": resolved_path,
-                  "init_from": resolved_paths, "nondeterministic": lambda v: not v, "no_onnx": lambda v: not v}
+                  "init_from": resolved_paths}
     return converters[dest](value) if dest in converters else value
 
 
@@ -216,7 +219,7 @@ def recorded_value(dest: str, manifest: dict) -> tuple[str, object]:
     settings, recipe = manifest["settings"], manifest.get("recipe", {})
     if dest in RECIPE_OPTIONS:
         return f"recipe {dest}", recipe.get(dest)
-    key = {"nondeterministic": "deterministic", "no_onnx": "onnx"}.get(dest, dest)
+    key = NEGATED_FLAGS.get(dest, dest)
     return key, settings.get(key)
 
 
@@ -407,9 +410,9 @@ class Run:
     def execute(self) -> int:
         try:
             checkpoint = self.prepare()
+        except DiskFullError:
+            raise  # main() says where the run stands
         except (TwinframeError, ValueError, KeyError, OSError) as error:
-            if isinstance(error, DiskFullError):
-                raise
             self.refuse(error)
         from repro.backends import Backend  # the framework is imported only now
 
@@ -515,9 +518,9 @@ class Run:
             try:
                 state = train(trainer, backend, dataset, recipe, record, state, Progress(not self.args.no_progress),
                               max_epochs_this_call=self.args.stop_after_epochs)
+            except DiskFullError:
+                raise  # main() says where the run stands
             except (FloatingPointError, TwinframeError) as error:  # diverged (NaN loss or weights)
-                if isinstance(error, DiskFullError):
-                    raise
                 print(f"error: {error}\nthe record {record.dir} stays marked running: it is not a complete run",
                       file=sys.stderr)
                 return 1
