@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from repro.record import RunRecord, sha256_file
+from repro.record import RunRecord
 from spec import augment
 from spec import data as spec_data
 from spec import metrics as spec_metrics
@@ -154,7 +154,7 @@ def train(trainer, backend, dataset, recipe: Recipe, record: RunRecord, state: L
         backend.save_weights(str(weights), {"epoch": str(epoch)})
         entry = {"kind": "epoch", "epoch": epoch, "train_loss": train_loss / n,
                  **{f"val_{k}": v for k, v in val.items()}, "lr_factor": plateau.factor,
-                 "weights": weights.name, "weights_sha256": sha256_file(weights),
+                 "weights": weights.name, "weights_sha256": record.digest(weights),
                  "wall_s": round(time.perf_counter() - started, 3)}
         monitored = entry[recipe.best]
         if state.best_value is None or (monitored > state.best_value if recipe.higher_is_better

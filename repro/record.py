@@ -117,6 +117,7 @@ class RunRecord:
         self._lock_fd: int | None = None
         self._created: Path | None = None  # the topmost folder claim() made, removed by abandon()
         self._lock_made = False  # claim() made the lock file in a folder that was there
+        self._digests: dict[tuple, str] = {}  # (path, inode, size, mtime) -> sha256: each written file hashed once
 
     # -- claiming a directory: one writer per record ----------------------------------
     @classmethod
@@ -292,6 +293,15 @@ class RunRecord:
         return self._lines
 
     # -- files -----------------------------------------------------------------------------
+    def digest(self, path: Path) -> str:
+        """sha256 of a file of the record, computed once per version of the file (an epoch's
+        weights are hashed for the metrics line and again named by the checkpoint)."""
+        stat = path.stat()
+        key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)  # a rename brings a new inode
+        if key not in self._digests:
+            self._digests[key] = sha256_file(path)
+        return self._digests[key]
+
     def path(self, name: str) -> Path:
         return self.dir / name
 
@@ -316,7 +326,7 @@ class RunRecord:
         write_json(self.dir / CHECKPOINT, {
             "format": CHECKPOINT_FORMAT, "epoch": epoch, "metric_lines": loop_state["metric_lines"],
             "best_epoch": loop_state["best_epoch"], "run": run_identity(self.manifest()),
-            "files": {p.relative_to(self.dir).as_posix(): sha256_file(p) for p in parts}})
+            "files": {p.relative_to(self.dir).as_posix(): self.digest(p) for p in parts}})
         for older in (self.dir / STATES_DIR).glob("epoch_*.npz"):
             if older != state:
                 older.unlink()
