@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from spec.errors import TransferError, WeightFileError
-from spec.files import atomic_write_bytes
+from spec.files import atomic_write
 
 FORMAT = "twinframe-canonical/1"
 
@@ -23,38 +23,56 @@ FORMAT = "twinframe-canonical/1"
 def save_canonical(
     path: str | os.PathLike, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None
 ) -> str:
-    """Write canonical weights atomically; returns their content digest."""
-    from safetensors.numpy import save
+    """Write canonical weights atomically; returns their content digest.
+
+    safetensors streams the tensors to the temporary file (no in-memory copy of the file:
+    VGG's is 0.5 GB, 1 GB in float64), then the header's keys are sorted in place."""
+    from safetensors.numpy import save_file
 
     arrays = {name: np.ascontiguousarray(value) for name, value in tensors.items()}
     check_finite(arrays, source=str(path))
     meta = {"format": FORMAT, "digest": digest(arrays), **(metadata or {})}
-    atomic_write_bytes(path, with_sorted_header(save(arrays, metadata={k: str(v) for k, v in meta.items()})))
+
+    def write(temporary: str) -> None:
+        save_file(arrays, temporary, metadata={k: str(v) for k, v in meta.items()})
+        sort_header(temporary)
+
+    atomic_write(path, write)
     return meta["digest"]
 
 
-def with_sorted_header(blob: bytes) -> bytes:
-    """The same safetensors file with its JSON header's keys sorted.
-
-    safetensors writes the metadata in hash-map order, which changes from process to
-    process; sorted, equal weights and metadata give a byte-identical file (and sha256).
+def sorted_header(header: bytes) -> bytes:
+    """A safetensors JSON header with its keys sorted, padded to 8 bytes with spaces as the
+    format does.  safetensors writes the metadata in hash-map order, which changes from process
+    to process; sorted, equal weights and metadata give a byte-identical file (and sha256).
     Tensor offsets are relative to the data section, so the data bytes stay as they are."""
-    size = int.from_bytes(blob[:8], "little")
-    header = json.loads(blob[8:8 + size])
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # the format pads the header to 8 bytes with spaces
-    return len(text).to_bytes(8, "little") + text + blob[8 + size:]
+    text = json.dumps(json.loads(header), sort_keys=True, separators=(",", ":")).encode()
+    return text + b" " * (-len(text) % 8)
+
+
+def sort_header(path: str | os.PathLike) -> None:
+    """Sort a safetensors file's header in place.  The header is compact JSON, so sorting
+    keeps its length; were it ever to change, the file is rewritten whole."""
+    with open(path, "r+b") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        header = sorted_header(handle.read(size))
+        if len(header) == size:
+            handle.seek(8)
+            handle.write(header)
+            return
+    data = Path(path).read_bytes()[8 + size:]
+    Path(path).write_bytes(len(header).to_bytes(8, "little") + header + data)
 
 
 def load_canonical(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a canonical weight file; every failure names the file."""
-    from safetensors.numpy import load
+    from safetensors.numpy import load_file
 
     path = Path(path)
     if not path.is_file():
         raise WeightFileError(f"weight file not found: {path}")
     try:
-        tensors = load(path.read_bytes())
+        tensors = load_file(path)  # read tensor by tensor: no copy of the whole file in memory
     except Exception as error:  # safetensors reports corruption with several types
         raise WeightFileError(f"weight file {path} is not a readable safetensors file: {error}") from None
     check_finite(tensors, source=str(path))
@@ -81,7 +99,7 @@ def digest(tensors: Mapping[str, np.ndarray]) -> str:
     for name in sorted(tensors):
         value = np.ascontiguousarray(tensors[name])
         h.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
-        h.update(value.tobytes())
+        h.update(value.reshape(-1).view(np.uint8))  # the bytes, without a copy
     return h.hexdigest()
 
 
@@ -117,6 +135,7 @@ class WeightTransfer:
 
     def __init__(self, source: Mapping[str, np.ndarray], target: str):
         self.source = dict(source)
+        self.source_shapes = {name: tuple(value.shape) for name, value in self.source.items()}
         self.target = target
         self.expected: dict[str, tuple[int, ...]] = {}
         self.taken: dict[str, int] = {}
@@ -147,7 +166,7 @@ class WeightTransfer:
         self.taken[name] = self.taken.get(name, 0) + 1
         if self.taken[name] > 1:
             raise TransferError(f"{self.target}: {name!r} assigned more than once")
-        return self.source[name]
+        return self.source.pop(name)  # given up here: the loader holds the only copy it needs
 
     def finish(self) -> dict:
         not_assigned = sorted(set(self.expected) - set(self.taken))
@@ -157,5 +176,5 @@ class WeightTransfer:
             "target": self.target,
             "tensors": len(self.expected),
             "parameters": parameter_count(self.expected),
-            "source_parameters": parameter_count({k: v.shape for k, v in self.source.items()}),
+            "source_parameters": parameter_count(self.source_shapes),
         }

@@ -167,7 +167,8 @@ def load_weights(handle: str, path: str) -> dict:
         transfer.expect(name, _canonical_shape(kind, variable.shape))
     transfer.check()
     for name, variable, kind in slots:
-        variable.assign(layout.to_keras(kind, transfer.take(name)))
+        # cast here: TF would hold the float32 tensor and its cast beside the variable
+        variable.assign(np.asarray(layout.to_keras(kind, transfer.take(name)), dtype=variable.dtype))
     return transfer.finish()
 
 
@@ -280,12 +281,14 @@ def gradients(handle: str, input_path: str, output_path: str, loss: str = "cross
     """One train-mode forward/backward (dropout off); the model's state is restored after.
 
     Writes the gradient of every trainable weight, of the input, and the state after
-    the pass (BN moving statistics), all keyed by canonical name in canonical layout.
+    the pass: every non-trainable weight (BN moving statistics, frozen weights), all keyed
+    by canonical name in canonical layout.
     """
     net = _models.get(handle)
     data = common.load_arrays(input_path)
     x = tf.constant(_input(net, data["x"]))
-    snapshot = [np.array(v.numpy()) for v in net.weights]
+    state = [v for v in net.weights if not v.trainable]  # what a pass can change (BN statistics)
+    snapshot = [np.array(v.numpy()) for v in state]
     dropouts = [layer for layer in net.layers if isinstance(layer, keras.layers.Dropout)]
     rates = [layer.rate for layer in dropouts]
     try:
@@ -302,11 +305,12 @@ def gradients(handle: str, input_path: str, output_path: str, loss: str = "cross
         *grads, input_grad = tape.gradient(value, [variable for _, variable, _ in slots] + [x])
         arrays = {f"grad:{name}": layout.from_keras(kind, np.asarray(g)) for (name, _, kind), g in zip(slots, grads) if g is not None}
         arrays[common.INPUT_GRADIENT] = layout.channels_first(np.asarray(input_grad))
-        arrays.update({f"state:{n}": v for n, v in canonical_weights(net).items()})
+        arrays.update({f"state:{n}": layout.from_keras(k, np.asarray(v.numpy())) for n, v, k in _slots(net)
+                       if not v.trainable})
     finally:
         for layer, rate in zip(dropouts, rates):
             layer.rate = rate
-        for variable, value_before in zip(net.weights, snapshot):
+        for variable, value_before in zip(state, snapshot):
             variable.assign(value_before)
     arrays["loss"] = np.asarray(float(value), dtype=np.float64)
     common.save_arrays(output_path, arrays)

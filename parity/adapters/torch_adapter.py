@@ -6,7 +6,6 @@ Compared layers are the leaf modules, in the order they run.
 
 from __future__ import annotations
 
-import copy
 import pickle
 import platform
 import random
@@ -242,31 +241,46 @@ def _loss(kind: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 
 def gradients(handle: str, input_path: str, output_path: str, loss: str = "cross_entropy") -> dict:
-    """One train-mode forward/backward (dropout off) on a copy of the model.
+    """One train-mode forward/backward (dropout off); the model's state is restored after.
 
     Writes the gradient of every parameter, of the input, and the state after the
-    pass (BN running statistics), all keyed by canonical name.
+    pass: every weight that is not a trained parameter (BN running statistics, frozen
+    weights), all keyed by canonical name.
     """
-    net = copy.deepcopy(_models.get(handle)).train()
-    for module in net.modules():
-        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
-            module.eval()
-    data = common.load_arrays(input_path)
-    x = _tensor(data["x"], like=net).requires_grad_(True)
-    outputs = net(x)
-    outputs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
-    plan = common.loss_plan(loss, data, len(outputs))
-    value = sum(_loss(kind, out, _tensor(target, like=net)) for out, (kind, target) in zip(outputs, plan))
-    regulariser = getattr(net, "regularization_loss", None)
-    if regulariser is not None:
-        value = value + regulariser()
-    value.backward()
-    arrays = {f"grad:{n}": _to_numpy(p.grad) for n, p in net.named_parameters() if p.grad is not None}
-    arrays.update({f"state:{n}": v for n, v in canonical_weights(net).items()})
-    arrays[common.INPUT_GRADIENT] = _to_numpy(x.grad)
-    arrays["loss"] = np.asarray(value.item(), dtype=np.float64)
-    common.save_arrays(output_path, arrays)
-    return {"loss": float(value.item())}
+    net = _models.get(handle)
+    modes = {module: module.training for module in net.modules()}
+    # what a pass can change, kept to restore (a copy of the whole model took 1 GB on VGG in float64)
+    buffers = {name: buffer.detach().clone() for name, buffer in net.named_buffers()}
+    try:
+        net.train()
+        for module in net.modules():
+            if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+                module.eval()
+        data = common.load_arrays(input_path)
+        x = _tensor(data["x"], like=net).requires_grad_(True)
+        outputs = net(x)
+        outputs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
+        plan = common.loss_plan(loss, data, len(outputs))
+        value = sum(_loss(kind, out, _tensor(target, like=net)) for out, (kind, target) in zip(outputs, plan))
+        regulariser = getattr(net, "regularization_loss", None)
+        if regulariser is not None:
+            value = value + regulariser()
+        value.backward()
+        arrays = {f"grad:{n}": _to_numpy(p.grad) for n, p in net.named_parameters() if p.grad is not None}
+        trained = {n for n, p in net.named_parameters() if p.requires_grad}  # a pass cannot change them
+        arrays.update({f"state:{n}": v for n, v in canonical_weights(net).items() if n not in trained})
+        arrays[common.INPUT_GRADIENT] = _to_numpy(x.grad)
+        arrays["loss"] = np.asarray(value.item(), dtype=np.float64)
+        common.save_arrays(output_path, arrays)
+    finally:
+        with torch.no_grad():
+            for name, buffer in net.named_buffers():
+                buffer.copy_(buffers[name])
+        for parameter in net.parameters():
+            parameter.grad = None
+        for module, training in modes.items():
+            module.train(training)
+    return {"loss": float(arrays["loss"])}
 
 
 # -- ONNX ----------------------------------------------------------------------
