@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from parity import zoo
-from parity.checks import TwinPair, run_case
+from parity.checks import run_case
+from parity.pair import TwinPair
+from parity.verdict import CHECK_NAMES, CheckResult
 from parity.report import ParityReport, format_table, summarize
 from parity.runners import FrameworkRunner
 from parity.worker import DEFAULT_CALL_TIMEOUT, WorkerError, WorkerFailure
@@ -92,16 +94,27 @@ def run_check(command, args) -> int:
     ok = True
     with tempfile.TemporaryDirectory(prefix="twinframe-parity-") as workdir, \
             _runner("torch", args, workdir) as torch_runner, _runner("tf", args, workdir) as tf_runner:
-        for case in cases:
+        for number, case in enumerate(cases, 1):
+            say_progress(f"case {number}/{len(cases)} {case.name}: building both twins")
             pair = TwinPair(case, {"torch": torch_runner, "tf": tf_runner})
             try:
-                ok &= run_case(pair, report, workdir)
+                ok &= run_case(pair, report, workdir, progress=lambda name, index, total, step, n=number: say_progress(
+                    f"case {n}/{len(cases)} {name}: check {index}/{total} {step}"))
             finally:
                 pair.close()
     path = report.write()
     print(format_table([summarize(name, entry) for name, entry in report.cases.items()]))
+    failures = [f"{name}: {line}" for name, entry in report.cases.items() for section in CHECK_NAMES
+                if section in entry for line in CheckResult.from_dict(entry[section]).failures()]
+    if failures:
+        print("\nfailed:\n" + "\n".join(f"  {line}" for line in failures))
     print(f"\nreport: {path}\nverdict: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
+
+
+def say_progress(line: str) -> None:
+    """Which check of which case runs now, on stderr (stdout keeps the table)."""
+    print(f"[parity] {line}", file=sys.stderr, flush=True)
 
 
 def _runner(framework: str, args, workdir: str) -> FrameworkRunner:

@@ -6,9 +6,10 @@ import datetime as _dt
 import json
 from pathlib import Path
 
+from parity.verdict import CHECK_NAMES
 from spec.files import atomic_write_bytes
 
-SCHEMA = "twinframe-parity/1"
+SCHEMA = "twinframe-parity/2"  # /2: every check's section is a CheckResult (passed, criteria, error)
 
 
 def _now() -> str:
@@ -57,38 +58,41 @@ def _worst(rows: list[dict], metric: str):
 
 
 def summarize(name: str, entry: dict) -> dict:
-    """One flat row per case: the numbers a reader wants first."""
+    """One flat row per case: the numbers a reader wants first, and each check's own verdict
+    as it was recorded (nothing is judged again here)."""
     row = {"case": name}
-    transfer = entry.get("transfer")
-    if transfer:
-        trips = transfer["round_trips"]
-        row["transfer_bit_exact"] = all(t["bit_exact_there"] and t["bit_exact_back"] for t in trips)
+    verdicts = [entry[c]["passed"] for c in CHECK_NAMES if isinstance(entry.get(c), dict) and "passed" in entry[c]]
+    if verdicts:
+        row["passed"] = all(verdicts)
+    if entry.get("transfer"):
+        row["transfer_bit_exact"] = entry["transfer"].get("passed")
     for mode in ("propagated", "isolated", "float64"):
         result = entry.get(f"layerwise_{mode}")
         if result:
-            worst = _worst(result["layers"], "max_abs")
+            worst = _worst(result.get("layers", []), "max_abs")
             row[f"{mode}_passed"] = result["passed"]
-            row[f"{mode}_first_divergent"] = result["first_divergent"]
+            row[f"{mode}_first_divergent"] = result.get("first_divergent")
             row[f"{mode}_worst_layer"] = worst and worst["name"]
             row[f"{mode}_max_abs"] = worst and worst["max_abs"]
     gradients = entry.get("gradients")
     if gradients:
-        worst = _worst(gradients["layers"], "max_rel")
+        worst = _worst(gradients.get("layers", []), "max_rel")
         row["gradients_passed"] = gradients["passed"]
         row["gradients_worst"] = worst and worst["name"]
         row["gradients_max_rel"] = worst and worst["max_rel"]
-        largest = _worst(gradients["layers"], "max_abs")
+        largest = _worst(gradients.get("layers", []), "max_abs")
         row["gradients_max_abs"] = largest and largest["max_abs"]
     onnx = entry.get("onnx")
     if onnx:
-        worst = _worst(onnx["matrix"], "scale_rel")
+        matrix = onnx.get("matrix", [])
+        worst = _worst(matrix, "scale_rel")
         row["four_way_passed"] = onnx["passed"]
         row["four_way_max_rel"] = worst and worst["scale_rel"]  # norm-wise: max|a-r| / max|r|
-        row["four_way_max_elementwise_rel"] = max(r["max_rel"] for r in onnx["matrix"] if r.get("max_rel") is not None)
+        row["four_way_max_elementwise_rel"] = max((r["max_rel"] for r in matrix if r.get("max_rel") is not None),
+                                                  default=None)
         row["four_way_worst_pair"] = worst and f"{worst['a']} vs {worst['b']}"
-    determinism = entry.get("determinism")
-    if determinism:
-        row["deterministic"] = all(all(v for k, v in side.items() if isinstance(v, bool)) for side in determinism.values())
+    if entry.get("determinism"):
+        row["deterministic"] = entry["determinism"].get("passed")
     durations = entry.get("durations")
     if durations:
         row["seconds"] = round(sum(durations.values()), 1)
@@ -112,7 +116,7 @@ COLUMNS = (
     ("propagated_first_divergent", "first divergent"), ("isolated_max_abs", "iso max|d|"),
     ("float64_max_abs", "f64 max|d|"), ("gradients_max_abs", "grad max|d|"),
     ("gradients_passed", "grad ok"), ("four_way_max_rel", "4-way rel"),
-    ("four_way_passed", "4-way ok"), ("deterministic", "bitwise"), ("seconds", "s"),
+    ("four_way_passed", "4-way ok"), ("deterministic", "bitwise"), ("passed", "verdict"), ("seconds", "s"),
 )
 
 

@@ -6,7 +6,7 @@ that differ from the spatial sizes, so transposition bugs cannot hide.
 
 from __future__ import annotations
 
-from parity.checks import ParityCase
+from parity.pair import ParityCase
 from spec.tolerances import DTYPE_DEFAULTS, Tolerance, ToleranceSet
 
 ZOO_FACTORIES = {"torch": "impl_torch:create_model", "tf": "impl_tf:create_model"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from parity import zoo
-from parity.checks import TwinPair
+from parity.pair import TwinPair
 from parity.report import ParityReport, format_table, summarize
 from parity.runners import FrameworkRunner
 

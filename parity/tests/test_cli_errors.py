@@ -24,7 +24,7 @@ SMALL_UNET = ["unet", "--config", json.dumps({"widths": [4, 8]})]  # 21 kB of we
 CRASH = "'parity.worker:_crash'"
 PATCH_TF = f"from parity import zoo; zoo.ZOO_FACTORIES['tf'] = {CRASH}"
 PATCH_TORCH = f"from parity import zoo; zoo.ZOO_FACTORIES['torch'] = {CRASH}"
-PATCH_CASE = ("from parity import zoo; from parity.checks import ParityCase; zoo.CASES['hang'] = "
+PATCH_CASE = ("from parity import zoo; from parity.pair import ParityCase; zoo.CASES['hang'] = "
               f"ParityCase('hang', 'hang', {{'torch': {CRASH}, 'tf': {CRASH}}}, input_shape=(2, 3, 8, 10))")
 
 
@@ -39,7 +39,7 @@ def parity(*args: str, patch: str | None = None, timeout: float = 300) -> subpro
 def error_line(result: subprocess.CompletedProcess, status: int, *named: str, usage: bool = False) -> str:
     """The command's one error line, after checking the exit status, that the line names each of
     ``named`` and that nothing else is on stderr but argparse's usage block (option errors)."""
-    lines = result.stderr.strip().splitlines()
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("[parity] ")]  # progress
     assert result.returncode == status, result.stderr
     assert "Traceback" not in result.stderr and lines, result.stderr
     assert usage or len(lines) == 1, result.stderr

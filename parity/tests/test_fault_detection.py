@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from parity.checks import corrupt_weights
+from parity.checks import check_weights_file, corrupt_weights
 from parity.runners import FrameworkRunner
 from parity.worker import WorkerCrashed, WorkerError
 from spec.weights import load_canonical, save_canonical
@@ -14,7 +14,7 @@ def test_untransposed_conv_kernel_is_caught_and_named(twin_for, tmp_path):
     twin = twin_for("resnet18")
     broken = tmp_path / "broken.safetensors"
     corrupt_weights(twin.weights_path, broken, "layer2.0.conv1.weight")
-    result = twin.check_weights_file(str(broken))
+    result = check_weights_file(twin, str(broken))
     assert not result.passed
     assert result.first_divergent == "layer2.0.conv1"
     # every layer before it still agrees: the error is located, not smeared

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from parity import zoo
-from parity.checks import ParityCase
+from parity.checks import ParityCase, check_contract, check_float64, check_layerwise
 from parity.worker import WorkerError
 from spec.inputs import parity_input
 
@@ -25,13 +25,8 @@ def test_ablations_are_twins(twin_for, ablation):
     case = ParityCase(f"medianet_base69_{tag}", "medianet_base69", zoo.ZOO_FACTORIES, **zoo.MEDIANET_TOLERANCES,
                       config={**SMALL, **ablation}, input_shape=(2, 3, 64, 96))
     twin = twin_for(case)
-    contract = twin.contract()
-    assert contract["parameters"]["torch"] == contract["parameters"]["tf"]
-    assert contract["layers_only_in"] == {"torch": [], "tf": []}
-    forward, backward = twin.check_float64()
-    assert forward.passed and backward.passed, (forward.first_divergent, backward.first_divergent)
-    isolated = twin.check_layerwise("isolated")
-    assert isolated.passed, isolated.first_divergent
+    results = [check_contract(twin), *check_float64(twin), check_layerwise(twin, "isolated")]
+    assert all(result.passed for result in results), [f for result in results for f in result.failures()]
 
 
 def _summary(framework: str, *args: str) -> list[dict]:

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from parity.checks import ParityCase
+from parity.checks import ParityCase, check_gradients, check_layerwise, check_onnx
 
 PITFALLS = ParityCase(
     name="pitfalls", model="pitfalls",
@@ -18,15 +18,11 @@ PITFALLS = ParityCase(
 
 def test_faithful_twin_passes_every_check(twin_for, parity_report, workdir):
     twin = twin_for(PITFALLS)
-    propagated, isolated = twin.check_layerwise("propagated"), twin.check_layerwise("isolated")
-    gradients, _ = twin.check_gradients()
-    onnx = twin.check_onnx(str(workdir))
-    for section, data in (("layerwise_propagated", propagated), ("layerwise_isolated", isolated),
-                          ("gradients", gradients), ("onnx", onnx)):
-        parity_report.record(PITFALLS.name, section, data)
-    assert propagated.passed and isolated.passed, (propagated.first_divergent, isolated.first_divergent)
-    assert gradients.passed, gradients.first_divergent
-    assert onnx["passed"]
+    results = [check_layerwise(twin, "propagated"), check_layerwise(twin, "isolated"), check_gradients(twin),
+               check_onnx(twin, str(workdir))]
+    for result in results:
+        parity_report.record(PITFALLS.name, result.check, result)
+    assert all(result.passed for result in results), [f for result in results for f in result.failures()]
 
 
 @pytest.mark.parametrize("naive, culprit", [
@@ -36,7 +32,7 @@ def test_faithful_twin_passes_every_check(twin_for, parity_report, workdir):
 ])
 def test_each_naive_port_is_caught_at_its_layer(twin_for, naive, culprit):
     case = dataclasses.replace(PITFALLS, name=f"pitfalls-{naive}", config={**PITFALLS.config, "naive": naive})
-    result = twin_for(case).check_layerwise("propagated")
+    result = check_layerwise(twin_for(case), "propagated")
     assert result.first_divergent == culprit
     order = [row.name for row in result.rows]
     assert all(row.passed for row in result.rows[: order.index(culprit)])
@@ -45,6 +41,6 @@ def test_each_naive_port_is_caught_at_its_layer(twin_for, naive, culprit):
 def test_bn_momentum_and_variance_convention_is_checked_by_the_train_step(twin_for):
     """Keras' default BN (momentum 0.99, biased variance) passes eval but fails the running stats."""
     case = dataclasses.replace(PITFALLS, name="pitfalls-bn_defaults", config={**PITFALLS.config, "naive": "bn_defaults"})
-    result, _ = twin_for(case).check_gradients()
+    result = check_gradients(twin_for(case))
     failing = {row.name for row in result.rows if not row.passed}
     assert {"state:bn.running_mean", "state:bn.running_var"} <= failing

@@ -5,7 +5,7 @@ import keras
 
 from impl_tf.layers import BatchNorm, PaddedConv2D, PaddedMaxPool2D
 
-NAIVE = (None, "conv_same", "pool_zero_pad", "bn_defaults")
+NAIVE = (None, "conv_same", "pool_zero_pad", "bn_defaults", "spare_layer")
 
 
 def create(name: str, in_channels: int = 3, num_classes: int = 6, naive: str | None = None) -> keras.Model:
@@ -27,6 +27,8 @@ def create(name: str, in_channels: int = 3, num_classes: int = 6, naive: str | N
         x = BatchNorm(momentum=0.9, epsilon=1e-5, name="bn")(x)
     x = PaddedConv2D(12, 3, explicit_padding=1, use_bias=False, name="conv2")(x)
     x = keras.layers.ReLU(name="relu")(x)
+    if naive == "spare_layer":  # a weightless layer torch does not have: only the contract can tell
+        x = keras.layers.Activation("linear", name="spare")(x)
     x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="avgpool")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     return keras.Model(inputs, keras.layers.Dense(num_classes, name="fc")(x))

@@ -1,0 +1,60 @@
+"""The parity checks, one module each; every check returns a :class:`parity.verdict.CheckResult`.
+
+:func:`run_case` runs them all on one pair, in order, for ``python -m parity check``; the
+pytest suite calls the same functions and asserts the same ``result.passed``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from parity.checks.contract import check_contract, check_transfer
+from parity.checks.determinism import check_determinism
+from parity.checks.gradients import check_float64, check_gradients
+from parity.checks.layerwise import check_layerwise, check_weights_file
+from parity.checks.onnx import check_onnx
+from parity.pair import ParityCase, TwinPair, corrupt_weights
+from parity.verdict import CHECK_NAMES, CheckResult
+
+__all__ = ["ParityCase", "TwinPair", "corrupt_weights", "run_case", "CHECK_NAMES", "check_contract",
+           "check_transfer", "check_layerwise", "check_weights_file", "check_float64", "check_gradients",
+           "check_onnx", "check_determinism"]
+
+
+def _steps(workdir: str) -> list[tuple[str, Callable[[TwinPair], CheckResult | tuple[CheckResult, ...]]]]:
+    """(what the progress line says, the check) in the order run_case runs them."""
+    return [
+        ("contract", check_contract),
+        ("transfer", check_transfer),
+        ("layerwise_propagated", lambda pair: check_layerwise(pair, "propagated")),
+        ("layerwise_isolated", lambda pair: check_layerwise(pair, "isolated")),
+        ("float64 (layers and gradients)", check_float64),
+        ("gradients", check_gradients),
+        ("onnx", lambda pair: check_onnx(pair, workdir)),
+        ("determinism", check_determinism),
+    ]
+
+
+_FAILED_TOGETHER = {"float64 (layers and gradients)": ("layerwise_float64", "gradients_float64")}
+
+
+def run_case(pair: TwinPair, report, workdir: str, progress: Callable[[str, int, int, str], None] | None = None) -> bool:
+    """Every check of one pair, each recorded in ``report`` as soon as it is done; True when all
+    pass.  A check that raises is recorded as a failed result with its error, and the rest still
+    run.  ``progress(case, index, total, step)`` is told before each step."""
+    name, steps, results = pair.case.name, _steps(workdir), []
+    for index, (step, check) in enumerate(steps, 1):
+        if progress:
+            progress(name, index, len(steps), step)
+        try:
+            outcome = check(pair)
+            done = outcome if isinstance(outcome, tuple) else (outcome,)
+        except Exception as error:  # one broken check must not hide the others' results
+            done = tuple(CheckResult.from_exception(check_name, error)
+                         for check_name in _FAILED_TOGETHER.get(step, (step,)))
+        for result in done:
+            report.record(name, result.check, result)
+            results.append(result)
+    for section, data in pair.metadata().items():
+        report.record(name, section, data)
+    return all(result.passed for result in results)

@@ -1,0 +1,50 @@
+"""Every layer's output: propagated (each twin runs the whole network) or isolated (each
+candidate layer is fed the reference's input to that layer, so only its own error shows)."""
+
+from __future__ import annotations
+
+from parity.adapters.common import layer_key
+from parity.compare import LayerwiseResult, compare_named
+from parity.pair import TwinPair
+from parity.verdict import CheckResult, require
+
+MODES = ("propagated", "isolated")
+
+
+def judge_layers(check: str, comparison: LayerwiseResult, expected_layers: list[str]) -> CheckResult:
+    """The layer-wise verdict: every compared layer within tolerance, and every layer compared."""
+    bad = next((row for row in comparison.rows if not row.passed), None)
+    return CheckResult(check, [
+        require("every layer within tolerance", comparison.passed,
+                f"first divergent layer {comparison.first_divergent}: {bad.reason if bad else ''}"),
+        require("every layer of the reference compared", len(comparison.rows) == len(expected_layers),
+                f"{len(comparison.rows)} of {len(expected_layers)} layers compared"),
+    ], comparison=comparison)
+
+
+def check_layerwise(pair: TwinPair, mode: str = "propagated") -> CheckResult:
+    if mode not in MODES:
+        raise ValueError(f"layer-wise mode must be one of {MODES}, got {mode!r}")
+    with pair.timed(f"layerwise_{mode}"):
+        reference, order = pair.reference_run()
+        if mode == "propagated":
+            actual, _ = pair.other.forward(pair.other_model, pair.x, capture=True)
+            tolerances = pair.case.tolerances
+        else:
+            actual = pair.other.forward_isolated(pair.other_model, reference, order)
+            tolerances = pair.case.isolated_tolerances or pair.case.tolerances
+        comparison = compare_named(actual, reference, order, tolerances, key=layer_key, mode=mode)
+        return judge_layers(f"layerwise_{mode}", comparison, pair.ref_model.layers)
+
+
+def check_weights_file(pair: TwinPair, path: str) -> CheckResult:
+    """Load a canonical file into a fresh candidate and compare it layer-wise with the reference."""
+    model = pair.build(pair.other)
+    try:
+        pair.other.load_weights(model, path)
+        reference, order = pair.reference_run()
+        actual, _ = pair.other.forward(model, pair.x, capture=True)
+        comparison = compare_named(actual, reference, order, pair.case.tolerances, key=layer_key, mode="propagated")
+        return judge_layers("weights_file", comparison, pair.ref_model.layers)
+    finally:
+        pair.other.free(model)

@@ -1,0 +1,62 @@
+"""What PASS means is decided once, in the check: ``python -m parity check`` and the pytest
+assertions read the same ``result.passed``.  The case below fails exactly one criterion, one that
+the command once skipped (both twins must expose the same compared layers): its Keras twin has a
+weightless extra layer, so every weight, every compared tensor and both ONNX files agree."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from parity.checks import check_contract
+from parity.report import summarize
+from parity.tests.test_pitfalls import PITFALLS
+from parity.verdict import CHECK_NAMES, CheckResult
+
+ROOT = Path(__file__).resolve().parents[2]
+SPARE = dataclasses.replace(PITFALLS, name="pitfalls-spare_layer", config={**PITFALLS.config, "naive": "spare_layer"})
+ONLY_FAILURE = "both twins expose the same compared layers"
+
+
+def test_the_command_and_pytest_fail_the_same_case_for_the_same_reason(twin_for, tmp_path):
+    contract = check_contract(twin_for(SPARE))  # what the pytest test of the contract asserts
+    assert not contract.passed
+    assert [c.name for c in contract.criteria if not c.passed] == [ONLY_FAILURE]
+    assert "'tf': ['spare']" in contract.failures()[0]
+
+    patch = f"from parity import zoo; from parity.tests.test_one_verdict import SPARE; zoo.CASES[SPARE.name] = SPARE"
+    code = f"import sys\n{patch}\nfrom parity.__main__ import main\nsys.exit(main(sys.argv[1:]))"
+    report = tmp_path / "parity.json"
+    result = subprocess.run([sys.executable, "-c", code, "check", SPARE.name, "--report", str(report)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "verdict: FAIL" in result.stdout and ONLY_FAILURE in result.stdout
+    # it said which check ran, in order
+    steps = [line for line in result.stderr.splitlines() if line.startswith("[parity] ")]
+    assert f"[parity] case 1/1 {SPARE.name}: check 1/8 contract" in steps
+    assert steps[-1] == f"[parity] case 1/1 {SPARE.name}: check 8/8 determinism"
+
+    entry = json.loads(report.read_text())["models"][SPARE.name]
+    results = {name: CheckResult.from_dict(entry[name]) for name in CHECK_NAMES}
+    assert {name for name, r in results.items() if not r.passed} == {"contract"}  # the rest pass: one reason
+    assert results["contract"].failures() == contract.failures()
+    assert summarize(SPARE.name, entry)["passed"] is False
+
+
+def test_a_check_that_raises_is_a_failed_result_and_the_others_still_run(twin_for, tmp_path):
+    from parity.checks import run_case
+    from parity.report import ParityReport
+
+    pair = twin_for(PITFALLS)
+    report = ParityReport(tmp_path / "parity.json")
+    # an ONNX folder that cannot be written: the onnx check fails with its error, determinism still runs
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file")
+    assert run_case(pair, report, str(blocked)) is False
+    entry = report.cases[PITFALLS.name]
+    onnx = CheckResult.from_dict(entry["onnx"])
+    assert not onnx.passed and onnx.error and "not-a-folder" in onnx.failures()[0]
+    assert all(entry[name]["passed"] for name in CHECK_NAMES if name != "onnx")
