@@ -90,12 +90,31 @@ class TwinCache:
                 runner.restart()
 
 
+    def release_all(self) -> None:
+        for name in list(self.pairs):
+            self.release(name)
+
+
+_caches: list[TwinCache] = []
+
+
 @pytest.fixture(scope="session")
 def twin_for(torch_runner, tf_runner, parity_report):
     cache = TwinCache({"torch": torch_runner, "tf": tf_runner}, parity_report)
+    _caches.append(cache)
     yield cache
-    for name in list(cache.pairs):
-        cache.release(name)
+    cache.release_all()
+    _caches.remove(cache)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """A module's pairs are freed when its last test ends, so that the workers can be recycled
+    between modules: pairs a module kept (its tests share one) once held back every restart, and
+    the TF worker that then hosted the whole zoo was killed for memory at VGG-11 in CI."""
+    if nextitem is None or nextitem.module is not item.module:
+        for cache in _caches:
+            cache.release_all()
 
 
 def pytest_terminal_summary(terminalreporter):
