@@ -1,22 +1,34 @@
-"""``create_model(name, **cfg)``: spec resolves the config, this table builds it."""
+"""``create_model(name, **cfg)``: spec resolves the config, the family's registered builder builds it.
+
+Each family module registers its builder where it is defined (``@register_family("resnet")``);
+importing ``impl_torch.models`` imports them all.
+"""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
 from spec import models as spec_models
-from impl_torch.models import aecnn, alexnet, densenet, medianet, resnet, unet, vgg
+from spec.errors import UnknownModelError
 
-_BUILDERS = {
-    "alexnet": alexnet.AlexNet,
-    "vgg": vgg.VGG,
-    "resnet": resnet.ResNet,
-    "densenet": densenet.DenseNet,
-    "aecnn": aecnn.AECNN,
-    "unet": unet.UNet,
-    "resunet": unet.ResUNet,
-    "medianet": medianet.MeDiANet,
-}
+_BUILDERS: dict[str, Callable[..., torch.nn.Module]] = {}
+
+
+def register_family(family: str) -> Callable:
+    """Decorator: ``builder(config)`` builds every spec model whose config names ``family``."""
+    def register(builder):
+        if family in _BUILDERS:
+            raise ValueError(f"family {family!r} has two PyTorch builders: {_BUILDERS[family].__qualname__}, "
+                             f"{builder.__qualname__}")
+        _BUILDERS[family] = builder
+        return builder
+    return register
+
+
+def families() -> list[str]:
+    return sorted(_BUILDERS)
 
 
 def list_models() -> list[str]:
@@ -25,4 +37,12 @@ def list_models() -> list[str]:
 
 def create_model(name: str, **config) -> torch.nn.Module:
     resolved = spec_models.resolve(name, **config)
-    return _BUILDERS[resolved.family](resolved)
+    try:
+        builder = _BUILDERS[resolved.family]
+    except KeyError:
+        raise UnknownModelError(f"model {name!r} (family {resolved.family!r}) has no PyTorch builder; "
+                                f"register one with @register_family({resolved.family!r})") from None
+    return builder(resolved)
+
+
+from impl_torch import models as _models  # noqa: E402,F401  (importing the package registers every family)

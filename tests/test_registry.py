@@ -1,3 +1,7 @@
+import json
+import subprocess
+import sys
+
 import pytest
 
 from spec import models
@@ -23,3 +27,43 @@ def test_resnet_block_plans_follow_torchvision():
     assert [(b.stride, b.has_downsample) for b in plan18 if b.name.endswith(".0")] == [
         (1, False), (2, True), (2, True), (2, True)]
     assert len(block_plan(models.resolve("resnet34"))) == 16
+
+
+# Model names without a parity case of their own, each with the reason.
+NO_PARITY_CASE = {
+    "medianet": "the free-form config (any c_in, blocks, res_blocks); its builder is the one the four "
+                "named paper variants use, and each of those is a case",
+}
+
+
+def _registered_families(package: str) -> set[str]:
+    """A twin's registered families, read in a process of its own (never both frameworks in one)."""
+    code = f"import json, {package}.registry as r; print(json.dumps(r.families()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{package} failed to import:\n{done.stderr[-2000:]}"
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("package", ["impl_torch", "impl_tf"])
+def test_every_spec_model_has_a_builder_in_this_twin(package):
+    registered = _registered_families(package)
+    needed = {name: models.resolve(name).family for name in models.list_models()}
+    missing = sorted(f"{name} (family {family})" for name, family in needed.items() if family not in registered)
+    assert not missing, f"{package} has no builder for: {', '.join(missing)}"
+    assert registered - set(needed.values()) == set(), f"{package} builds families no spec model names"
+
+
+def test_every_spec_model_has_a_parity_case_or_a_reasoned_exemption():
+    from parity import zoo
+
+    with_case = {case.model for case in zoo.CASES.values()}
+    uncovered = sorted(set(models.list_models()) - with_case - set(NO_PARITY_CASE))
+    assert not uncovered, f"spec models without a parity case (add one to parity/zoo.py): {uncovered}"
+    stale = sorted(set(NO_PARITY_CASE) & with_case)
+    assert not stale, f"exempt models that now have a case: {stale}"
+    assert set(NO_PARITY_CASE) <= set(models.list_models())
+
+
+def test_a_name_registered_twice_is_refused():
+    with pytest.raises(ValueError, match="model 'resnet18' is registered twice"):
+        models.register_models({"resnet18": {}})(type("Another", (), {}))

@@ -7,6 +7,7 @@ import keras
 from impl_tf import initializers as init
 from impl_tf.layers import ClippedReLU, Normalize, PaddedConv2D, PixelShuffle, RepeatChannels
 from impl_tf.models.densenet import densenet_logits
+from impl_tf.registry import register_family
 from spec.models import aecnn as spec
 from spec.models.aecnn import AECNNConfig
 
@@ -18,6 +19,7 @@ def _conv(filters: int, kernel: int, in_channels: int, name: str, stride: int = 
                         bias_initializer=init.torch_default_bias(in_channels * kernel * kernel))
 
 
+@register_family("aecnn")
 def AECNN(config: AECNNConfig) -> keras.Model:
     c, r = config.in_channels, spec.SCALE
     inputs = keras.Input((None, None, c), name="input")

@@ -6,6 +6,7 @@ import keras
 
 from impl_tf import initializers as init
 from impl_tf.layers import FlattenChannelsFirst, PaddedConv2D
+from impl_tf.registry import register_family
 from spec.models import alexnet as spec
 from spec.models.alexnet import AlexNetConfig
 
@@ -25,6 +26,7 @@ def _dense(units: int, name: str) -> keras.layers.Dense:
     return keras.layers.Dense(units, kernel_initializer=init.kaiming_normal(), name=name)
 
 
+@register_family("alexnet")
 def AlexNet(config: AlexNetConfig) -> keras.Model:
     spec.check_input_size(*config.input_size)
     inputs = keras.Input((*config.input_size, config.in_channels), name="input")

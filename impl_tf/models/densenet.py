@@ -6,6 +6,7 @@ import keras
 
 from impl_tf import initializers as init
 from impl_tf.layers import BatchNorm, PaddedConv2D, PaddedMaxPool2D
+from impl_tf.registry import register_family
 from spec.models.densenet import BN_EPSILON, BN_TORCH_MOMENTUM, DenseNetConfig, block_plan
 
 
@@ -50,6 +51,7 @@ def densenet_logits(x, config: DenseNetConfig, prefix: str = ""):
     )(x)
 
 
+@register_family("densenet")
 def DenseNet(config: DenseNetConfig) -> keras.Model:
     inputs = keras.Input((None, None, config.in_channels), name="input")
     return keras.Model(inputs, densenet_logits(inputs, config), name="densenet")

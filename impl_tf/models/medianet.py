@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from impl_tf.layers import L2, AttentionGate, BatchNorm, FlattenChannelsFirst, Mish
+from impl_tf.registry import register_family
 from spec.models import medianet as spec
 from spec.models.medianet import DiETPlan, MeDiANetConfig, ResPlan
 
@@ -96,6 +97,7 @@ def head(x, config: MeDiANetConfig):
     return keras.layers.Softmax(name="head.softmax")(x) if config.softmax else x
 
 
+@register_family("medianet")
 def MeDiANet(config: MeDiANetConfig) -> keras.Model:
     size = spec.PAPER_INPUT if config.head == "paper" else None  # the paper head's Dense fixes the input size
     inputs = keras.Input((size, size, config.in_channels), name="input")

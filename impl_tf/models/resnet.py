@@ -6,6 +6,7 @@ import keras
 
 from impl_tf import initializers as init
 from impl_tf.layers import BatchNorm, PaddedConv2D, PaddedMaxPool2D
+from impl_tf.registry import register_family
 from spec.models.resnet import BN_EPSILON, BN_TORCH_MOMENTUM, FC_INIT_STD, STAGE_WIDTHS, BasicBlockPlan, ResNetConfig, block_plan
 
 
@@ -36,6 +37,7 @@ def basic_block(x, plan: BasicBlockPlan):
     return keras.layers.ReLU(name=f"{n}.relu2")(y)
 
 
+@register_family("resnet")
 def ResNet(config: ResNetConfig) -> keras.Model:
     inputs = keras.Input((None, None, config.in_channels), name="input")
     x = _conv(STAGE_WIDTHS[0], 7, 2, 3, "conv1")(inputs)

@@ -6,6 +6,7 @@ import keras
 
 from impl_tf import initializers as init
 from impl_tf.layers import BatchNorm, DyT2D, PaddedConv2D, PaddedMaxPool2D
+from impl_tf.registry import register_family
 from spec.models import unet as spec
 from spec.models.unet import ResUNetConfig, UNetConfig
 
@@ -48,6 +49,7 @@ def _concat(tensors, name: str):
     return keras.layers.Concatenate(axis=-1, name=name)(tensors)
 
 
+@register_family("unet")
 def UNet(config: UNetConfig) -> keras.Model:
     inputs = keras.Input((None, None, config.in_channels), name="input")
     widths, levels = config.widths, len(config.widths) - 1
@@ -75,6 +77,7 @@ def resnet_block(x, filters: int, norm: str, n: str, stride: int = 1, downsample
     return keras.layers.Add(name=f"{n}.add")([y, shortcut])
 
 
+@register_family("resunet")
 def ResUNet(config: ResUNetConfig) -> keras.Model:
     w, d = spec.RESUNET_WIDTHS, spec.RESUNET_DECODER
     inputs = keras.Input((None, None, config.in_channels), name="input")

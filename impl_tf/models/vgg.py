@@ -6,6 +6,7 @@ import keras
 
 from impl_tf import initializers as init
 from impl_tf.layers import AdaptiveAvgPool2D, FlattenChannelsFirst, PaddedConv2D
+from impl_tf.registry import register_family
 from spec.models import vgg as spec
 from spec.models.vgg import VGGConfig
 
@@ -14,6 +15,7 @@ def _dense(units: int, name: str) -> keras.layers.Dense:
     return keras.layers.Dense(units, kernel_initializer=init.normal(spec.LINEAR_INIT_STD), name=name)
 
 
+@register_family("vgg")
 def VGG(config: VGGConfig) -> keras.Model:
     inputs = keras.Input((None, None, config.in_channels), name="input")
     x = inputs

@@ -6,10 +6,12 @@ from torch import nn
 
 from impl_torch.layers import ClippedReLU, Normalize, RepeatChannels
 from impl_torch.models.densenet import DenseNet
+from impl_torch.registry import register_family
 from spec.models import aecnn as spec
 from spec.models.aecnn import AECNNConfig
 
 
+@register_family("aecnn")
 class AECNN(nn.Module):
     """``autoencoder``: x -> reconstruction.  ``joint``: x -> (reconstruction, logits), the
     classifier fed the clipped latent as an ImageNet-normalised 3-channel image."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from impl_torch.registry import register_family
 from spec.models import alexnet as spec
 from spec.models.alexnet import AlexNetConfig
 
@@ -18,6 +19,7 @@ def _feature(layer, in_channels: int) -> nn.Module:
     return nn.ReLU()
 
 
+@register_family("alexnet")
 class AlexNet(nn.Module):
     def __init__(self, config: AlexNetConfig):
         super().__init__()

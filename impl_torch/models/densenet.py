@@ -7,6 +7,7 @@ from collections import OrderedDict
 from torch import nn
 
 from impl_torch.layers import Concat
+from impl_torch.registry import register_family
 from spec.models.densenet import BN_EPSILON, BN_TORCH_MOMENTUM, DenseBlockPlan, DenseNetConfig, block_plan, num_features
 
 
@@ -47,6 +48,7 @@ def _dense_block(plan: DenseBlockPlan, config: DenseNetConfig) -> nn.Sequential:
     ))
 
 
+@register_family("densenet")
 class DenseNet(nn.Module):
     def __init__(self, config: DenseNetConfig):
         super().__init__()

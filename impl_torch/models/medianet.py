@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from impl_torch.layers import Add, Gate, TFSameConv2d, TFSameMaxPool2d
+from impl_torch.registry import register_family
 from spec.models import medianet as spec
 from spec.models.medianet import DiETPlan, MeDiANetConfig, ResPlan
 
@@ -155,6 +156,7 @@ class Head(nn.Module):
         return self.softmax(x) if self.softmax is not None else x
 
 
+@register_family("medianet")
 class MeDiANet(nn.Module):
     def __init__(self, config: MeDiANetConfig):
         super().__init__()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from impl_torch.layers import Add
+from impl_torch.registry import register_family
 from spec.models.resnet import BN_EPSILON, BN_TORCH_MOMENTUM, FC_INIT_STD, STAGE_WIDTHS, BasicBlockPlan, ResNetConfig, block_plan
 
 
@@ -36,6 +37,7 @@ class BasicBlock(nn.Module):
         return self.relu2(self.add(y, shortcut))
 
 
+@register_family("resnet")
 class ResNet(nn.Module):
     def __init__(self, config: ResNetConfig):
         super().__init__()

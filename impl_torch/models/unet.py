@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from impl_torch.layers import Add, Concat, DyT2d
+from impl_torch.registry import register_family
 from spec.models import unet as spec
 from spec.models.unet import ResUNetConfig, UNetConfig
 
@@ -39,6 +40,7 @@ def _up(in_channels: int, out_channels: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
 
 
+@register_family("unet")
 class UNet(nn.Module):
     def __init__(self, config: UNetConfig):
         super().__init__()
@@ -80,6 +82,7 @@ class ResNetBlock(nn.Module):
         return self.add(self.block(x), self.shortcut(x))
 
 
+@register_family("resunet")
 class ResUNet(nn.Module):
     def __init__(self, config: ResUNetConfig):
         super().__init__()

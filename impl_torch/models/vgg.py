@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from impl_torch.registry import register_family
 from spec.models import vgg as spec
 from spec.models.vgg import VGGConfig
 
 
+@register_family("vgg")
 class VGG(nn.Module):
     def __init__(self, config: VGGConfig):
         super().__init__()

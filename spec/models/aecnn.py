@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spec.errors import ConfigError
+from spec.models._registry import register_models
 from spec.models.densenet import DenseNetConfig
 
 SCALE = 4  # encoder stride = decoder PixelShuffle factor
@@ -23,6 +24,7 @@ STAGES = ("autoencoder", "joint")
 PAPER_INPUT = 896
 
 
+@register_models({"aecnn_autoencoder": {"stage": "autoencoder"}, "aecnn": {"stage": "joint"}})
 @dataclass(frozen=True)
 class AECNNConfig:
     stage: str = "joint"

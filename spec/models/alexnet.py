@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spec.errors import ConfigError
+from spec.models._registry import register_models
 
 # (kind, out_channels, kernel, stride, padding) in torchvision's features.N order
 FEATURES = (
@@ -24,6 +25,7 @@ DROPOUT = 0.5
 PAPER_INPUT = 224
 
 
+@register_models({"alexnet": {}})
 @dataclass(frozen=True)
 class AlexNetConfig:
     in_channels: int = 3

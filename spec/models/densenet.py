@@ -8,11 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spec.errors import ConfigError
+from spec.models._registry import register_models
 
 BN_EPSILON = 1e-5
 BN_TORCH_MOMENTUM = 0.1
 
 
+@register_models({"densenet121": {"block_config": (6, 12, 24, 16)}})
 @dataclass(frozen=True)
 class DenseNetConfig:
     block_config: tuple[int, ...] = (6, 12, 24, 16)

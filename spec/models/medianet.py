@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from spec.errors import ConfigError
+from spec.models._registry import register_models
 
 # name -> (c_in, DiET blocks per stage B, Res blocks per stage R); paper section 2.3
 VARIANTS = {
@@ -45,6 +46,12 @@ ACTIVATIONS = ("mish", "relu")
 PLACEMENTS = ("both", "trunk", "mask")  # where DiET uses MDiRes; elsewhere a Res block (Table 2)
 
 
+@register_models({
+    # "medianet" alone takes any (c_in, blocks, res_blocks); the paper's variants are named
+    "medianet": {},
+    **{f"medianet_{variant}": {"c_in": c_in, "blocks": b, "res_blocks": r}
+       for variant, (c_in, b, r) in VARIANTS.items()},
+})
 @dataclass(frozen=True)
 class MeDiANetConfig:
     c_in: int = 16

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spec.errors import ConfigError
+from spec.models._registry import register_models
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 BN_EPSILON = 1e-5
@@ -12,6 +13,7 @@ BN_TORCH_MOMENTUM = 0.1  # Keras momentum is 1 - this
 FC_INIT_STD = 0.01
 
 
+@register_models({"resnet18": {"blocks": (2, 2, 2, 2)}, "resnet34": {"blocks": (3, 4, 6, 3)}})
 @dataclass(frozen=True)
 class ResNetConfig:
     blocks: tuple[int, int, int, int] = (2, 2, 2, 2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spec.errors import ConfigError
+from spec.models._registry import register_models
 
 NORMS = ("batch", "none", "dyt")
 BN_EPSILON = 1e-5
@@ -20,6 +21,7 @@ RESUNET_CENTER = 256
 RESUNET_DECODER = 32
 
 
+@register_models({"unet": {}})
 @dataclass(frozen=True)
 class UNetConfig:
     in_channels: int = 3
@@ -38,6 +40,7 @@ class UNetConfig:
         return 2 ** (len(self.widths) - 1)
 
 
+@register_models({"resunet": {}})
 @dataclass(frozen=True)
 class ResUNetConfig:
     in_channels: int = 3

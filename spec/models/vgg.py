@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from spec.errors import ConfigError
+from spec.models._registry import register_models
 
 # numbers: 3x3 conv (padding 1) + ReLU; "M": MaxPool 2/2
 PLANS: dict[int, tuple] = {
@@ -22,6 +23,7 @@ DROPOUT = 0.5
 LINEAR_INIT_STD = 0.01
 
 
+@register_models({f"vgg{depth}": {"depth": depth} for depth in PLANS})
 @dataclass(frozen=True)
 class VGGConfig:
     depth: int = 16

@@ -1,0 +1,63 @@
+"""The model names: each family's config module registers its names where the config is defined.
+
+``@register_models({"resnet18": {"blocks": (2, 2, 2, 2)}})`` on a config class makes
+``resolve("resnet18", **overrides)`` that config with those defaults.  Each twin registers a
+builder for the config's ``family`` (``impl_*/registry.py``), so one name means one network in both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from typing import Any, Callable
+
+from spec.errors import ConfigError, UnknownModelError
+
+# name -> (config class, the defaults that distinguish the variant)
+_MODELS: dict[str, tuple[type, dict[str, Any]]] = {}
+
+
+def register_models(variants: dict[str, dict[str, Any]]) -> Callable[[type], type]:
+    """Class decorator: register each ``name: defaults`` of ``variants`` for this config class."""
+    def register(config_cls: type) -> type:
+        for name, defaults in variants.items():
+            if name in _MODELS:
+                raise ValueError(f"model {name!r} is registered twice ({_MODELS[name][0].__name__}, "
+                                 f"{config_cls.__name__})")
+            _MODELS[name] = (config_cls, dict(defaults))
+        return config_cls
+    return register
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def resolve(name: str, **overrides: Any):
+    """Return the validated config of model ``name`` with ``overrides`` applied."""
+    try:
+        config_cls, defaults = _MODELS[name]
+    except KeyError:
+        raise UnknownModelError(
+            f"unknown model {name!r}; known models: {', '.join(list_models())}"
+        ) from None
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(
+            f"model {name!r} has no option(s) {unknown}; its options are {sorted(fields)}"
+        )
+    values = {**defaults, **overrides}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}  # JSON gives lists
+    config = config_cls(**values)
+    config.validate()
+    return config
+
+
+def import_family_modules(package: str, path) -> None:
+    """Import every module of a models package (``__name__``, ``__path__``), so that each one's
+    registration runs: a new family is one new file, with no list of families to edit."""
+    for module in pkgutil.iter_modules(path):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{package}.{module.name}")
