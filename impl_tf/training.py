@@ -13,10 +13,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from spec.recipes import AECNN_JOINT_WEIGHTS, PRECISIONS, OptimizerSpec, adam_step_scalars, loss_dtype
+from spec.recipes import AECNN_JOINT_WEIGHTS, PRECISIONS, OptimizerSpec, adam_step_scalars, loss_dtype, model_dtype
 
 DICE_SMOOTH = 1e-6
 MIXED_POLICY = "mixed_bfloat16"  # Keras' policy for precision "bfloat16": float32 variables, bfloat16 compute
+# Keras fixes a model's compute dtype when it is built: a bfloat16 model computes in bfloat16, which
+# ONNX Conv does not take, so only float32 models are exported as built
+EXPORTED_AS_BUILT = ("float32",)
+
+
+def build_dtype(precision: str) -> str:
+    return MIXED_POLICY if precision == "bfloat16" else model_dtype(precision)
 
 
 def loss_value(kind: str, logits, target, inputs=None, label_smoothing: float = 0.0):
@@ -149,7 +156,7 @@ class Trainer:
             v.assign(v * b2 + g * g * (1.0 - b2))
             if s.weight_decay and s.decoupled:
                 p.assign(p * decay)
-            if s.eps_placement == "keras":
+            if s.eps_placement == "v":
                 p.assign_sub(step_size * m / (tf.sqrt(v) + s.eps))
             else:
                 p.assign_sub(step_size * m / (tf.sqrt(v) / root_correction + s.eps))

@@ -12,9 +12,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spec.recipes import AECNN_JOINT_WEIGHTS, PRECISIONS, OptimizerSpec, adam_step_scalars, loss_dtype
+from spec.recipes import AECNN_JOINT_WEIGHTS, PRECISIONS, OptimizerSpec, adam_step_scalars, loss_dtype, model_dtype
 
 DICE_SMOOTH = 1e-6
+# bfloat16 is autocast inside the step: the model is built, and exported to ONNX, in float32
+EXPORTED_AS_BUILT = ("float32", "bfloat16")
+
+
+def build_dtype(precision: str) -> str:
+    return model_dtype(precision)
 
 
 def loss_value(kind: str, logits, target: torch.Tensor, inputs: torch.Tensor | None = None,
@@ -121,7 +127,7 @@ class Trainer:
                 v.mul_(b2).add_(g * g * (1.0 - b2))
                 if s.weight_decay and s.decoupled:
                     p.mul_(decay)
-                if s.eps_placement == "keras":
+                if s.eps_placement == "v":
                     p.sub_(step_size * m / (v.sqrt() + s.eps))
                 else:
                     p.sub_(step_size * m / (v.sqrt() / root_correction + s.eps))

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -17,7 +18,7 @@ import textwrap
 from pathlib import Path
 from typing import NoReturn
 
-from parity import zoo
+from parity import frameworks, zoo
 from parity.checks import run_case
 from parity.pair import TwinPair
 from parity.verdict import CHECK_NAMES, CheckResult
@@ -74,7 +75,10 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     port.add_argument("--out", required=True, type=out_folder,
                       help="folder for the canonical .safetensors, the other framework's file and port.json "
                            "(a failed port leaves it as it was)")
-    port.add_argument("--source", choices=("torch", "tf"), default="torch", help="framework of the checkpoint (default torch)")
+    port.add_argument("--source", choices=frameworks.names(), default=frameworks.REFERENCE,
+                      help=f"framework of the checkpoint (default {frameworks.REFERENCE})")
+    port.add_argument("--target", choices=frameworks.names(),
+                      help="framework to carry it to (default: the other one)")
     port.add_argument("--config", default="{}", help='model options as JSON, e.g. \'{"num_classes": 1000}\'')
     port.add_argument("--input-shape", help="N,C,H,W of the check input (default: the zoo case's)")
     port.add_argument("--overwrite", action="store_true", help="replace files already in --out")
@@ -92,11 +96,11 @@ def run_check(command, args) -> int:
         refuse(command, error.args[0])
     report = ParityReport(args.report)
     ok = True
-    with tempfile.TemporaryDirectory(prefix="twinframe-parity-") as workdir, \
-            _runner("torch", args, workdir) as torch_runner, _runner("tf", args, workdir) as tf_runner:
+    with tempfile.TemporaryDirectory(prefix="twinframe-parity-") as workdir, contextlib.ExitStack() as running:
+        runners = {name: running.enter_context(_runner(name, args, workdir)) for name in frameworks.names()}
         for number, case in enumerate(cases, 1):
-            say_progress(f"case {number}/{len(cases)} {case.name}: building both twins")
-            pair = TwinPair(case, {"torch": torch_runner, "tf": tf_runner})
+            say_progress(f"case {number}/{len(cases)} {case.name}: building the twins")
+            pair = TwinPair(case, runners)
             try:
                 ok &= run_case(pair, report, workdir, progress=lambda name, index, total, step, n=number: say_progress(
                     f"case {n}/{len(cases)} {name}: check {index}/{total} {step}"))
@@ -137,8 +141,9 @@ def run_port(command, args) -> int:
         refuse(command, f"--config must be a JSON object of model options, got {args.config}")
     case = next((c for c in zoo.CASES.values() if c.model == args.model), None)
     try:
-        result = port_checkpoint(args.model, args.checkpoint, args.out, zoo.ZOO_FACTORIES, config, args.source, shape,
-                                 case.tolerances if case else None, overwrite=args.overwrite, call_timeout=args.timeout)
+        result = port_checkpoint(args.model, args.checkpoint, args.out, zoo.ZOO_FACTORIES, config, source=args.source,
+                                 target=args.target, input_shape=shape, tolerances=case.tolerances if case else None,
+                                 overwrite=args.overwrite, call_timeout=args.timeout)
     except (FileNotFoundError, FileExistsError, ConfigError, UnknownModelError, ValueError) as error:
         refuse(command, str(error))
     worst = max(result["layerwise"]["layers"], key=lambda row: row["max_abs"] or 0.0, default=None)

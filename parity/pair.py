@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from parity import frameworks
 from parity.adapters.common import INPUT_GRADIENT, ArrayFile, output_key
 from parity.runners import BuiltModel, FrameworkRunner, discard
 from spec import inputs as spec_inputs
@@ -37,7 +38,7 @@ class ParityCase:
     loss: str | tuple[str, ...] = "cross_entropy"  # one kind, or one per output (summed)
     seed: int = 0
     opset: int = 18
-    reference: str = "torch"
+    reference: str = frameworks.REFERENCE
     allow_square_input: bool = False  # only where the architecture fixes a square input
     slow: bool = False  # the full pipeline runs in the slow suite only (`make test-slow`)
     # check -> why it is known to fail (the tests mark it xfail(strict): it must keep failing)

@@ -17,6 +17,7 @@ import json
 import shutil
 from pathlib import Path
 
+from parity import frameworks
 from parity.adapters.common import layer_key, output_key
 from parity.compare import compare, compare_named
 from parity.runners import FrameworkRunner
@@ -26,23 +27,23 @@ from spec.errors import ConfigError
 from spec.files import atomic_write_bytes
 from spec.tolerances import ToleranceSet
 
-NATIVE_SUFFIX = {"torch": ".pth", "tf": ".weights.h5"}
-
-
 def port_checkpoint(model: str, checkpoint: str, out_dir: str, factories: dict, config: dict | None = None,
-                    source: str = "torch", input_shape: tuple[int, ...] | None = None,
+                    source: str = frameworks.REFERENCE, target: str | None = None, input_shape: tuple[int, ...] | None = None,
                     tolerances: ToleranceSet | None = None, threads: int = 1, overwrite: bool = False,
                     call_timeout: float | None = None) -> dict:
-    """Load ``checkpoint`` into the ``source`` twin, carry it to the other, check layer by layer.
+    """Load ``checkpoint`` into the ``source`` twin, carry it to ``target``'s (by default the first
+    other framework of ``factories``), check layer by layer.
 
     Returns (and writes as ``port.json``) the paths, the transfer audit and the comparison.
     ``call_timeout``: seconds a worker may take over one request (None: the worker default)."""
     config = dict(config or {})
-    target = next(f for f in factories if f != source)
+    target = target or next(f for f in factories if f != source)
+    if target == source:
+        raise ValueError(f"the target framework must differ from the source ({source})")
     _check_options(model, config)
     _check_file(checkpoint)
     out = Path(out_dir)
-    paths = {"canonical": out / f"{model}.safetensors", target: out / f"{model}{NATIVE_SUFFIX[target]}",
+    paths = {"canonical": out / f"{model}.safetensors", target: out / f"{model}{frameworks.get(target).native_suffix}",
              "report": out / "port.json"}
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not overwrite:

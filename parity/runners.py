@@ -14,13 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from parity import frameworks
 from parity.adapters.common import load_arrays, output_key, save_arrays, target_key
 from parity.worker import WorkerClient
 
-ADAPTERS = {
-    "torch": "parity.adapters.torch_adapter",
-    "tf": "parity.adapters.keras_adapter",
-}
 
 
 @dataclass
@@ -39,12 +36,13 @@ class FrameworkRunner:
 
     def __init__(self, framework: str, threads: int = 1, device: str = "cpu", deterministic: bool = True,
                  adapter: str | None = None, workdir: str | None = None, call_timeout: float | None = None):
-        if framework not in ADAPTERS and adapter is None:
-            raise ValueError(f"unknown framework {framework!r}; known: {sorted(ADAPTERS)} (or pass adapter=)")
+        if framework not in frameworks.FRAMEWORKS and adapter is None:
+            raise ValueError(f"unknown framework {framework!r}; known: {', '.join(frameworks.names())} "
+                             "(or pass adapter=)")
         self.framework = framework
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"twinframe-{framework}-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._adapter, self._options = adapter or ADAPTERS[framework], {"call_timeout": call_timeout} if call_timeout else {}
+        self._adapter, self._options = adapter or frameworks.get(framework).adapter, {"call_timeout": call_timeout} if call_timeout else {}
         self._settings = {"threads": threads, "device": device, "deterministic": deterministic}
         self._start()
         self._names = itertools.count()

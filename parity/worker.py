@@ -24,13 +24,14 @@ import time
 import traceback
 from pathlib import Path
 
+from parity import frameworks
+
 # Environment every framework worker starts with: deterministic kernels,
 # no oneDNN reordering in TF, quiet logs.  Values already set by the user win.
 DETERMINISTIC_ENV = {
     "TF_ENABLE_ONEDNN_OPTS": "0",
     "TF_DETERMINISTIC_OPS": "1",
     "TF_CPP_MIN_LOG_LEVEL": "2",
-    "KERAS_BACKEND": "tensorflow",
     "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
     "PYTHONHASHSEED": "0",
     "PYTHONUNBUFFERED": "1",
@@ -100,7 +101,7 @@ class WorkerClient:
     # -- life cycle -----------------------------------------------------------
     def _start(self, extra_env: dict[str, str], startup_timeout: float) -> None:
         read_fd, write_fd = os.pipe()
-        env = {**DETERMINISTIC_ENV, **os.environ, **extra_env}
+        env = {**DETERMINISTIC_ENV, **frameworks.environment(self.framework), **os.environ, **extra_env}
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         self._log = open(self.log_path, "wb")

@@ -6,10 +6,11 @@ that differ from the spatial sizes, so transposition bugs cannot hide.
 
 from __future__ import annotations
 
+from parity import frameworks
 from parity.pair import ParityCase
 from spec.tolerances import DTYPE_DEFAULTS, Tolerance, ToleranceSet
 
-ZOO_FACTORIES = {"torch": "impl_torch:create_model", "tf": "impl_tf:create_model"}
+ZOO_FACTORIES = frameworks.model_factories()
 
 # Deep networks' float32 checks are norm-wise ("max" mode: the error against the tensor's
 # largest magnitude).  Through tens to hundreds of layers, element-wise relative error of

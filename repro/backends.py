@@ -11,37 +11,29 @@ from __future__ import annotations
 import importlib
 import os
 
+from parity import frameworks
 from parity.worker import DETERMINISTIC_ENV
-from spec.recipes import Recipe, model_dtype
+from spec.recipes import Recipe
 
-FRAMEWORKS = {
-    "torch": ("parity.adapters.torch_adapter", "impl_torch:create_model", "impl_torch.training"),
-    "tf": ("parity.adapters.keras_adapter", "impl_tf:create_model", "impl_tf.training"),
-}
 HANDLE = "run"
 
 
 class Backend:
     def __init__(self, framework: str, threads: int = 1, device: str = "cpu", deterministic: bool = True):
-        if framework not in FRAMEWORKS:
-            raise ValueError(f"unknown framework {framework!r}; choose from {sorted(FRAMEWORKS)}")
-        if deterministic:
-            for key, value in DETERMINISTIC_ENV.items():  # before the framework is imported
-                os.environ.setdefault(key, value)
-        adapter, self.factory, training = FRAMEWORKS[framework]
-        self.framework, self.precision = framework, "float32"
-        self.adapter = importlib.import_module(adapter)
-        self.training = importlib.import_module(training)
+        row = frameworks.get(framework)
+        settings = {**(DETERMINISTIC_ENV if deterministic else {}), **frameworks.environment(framework)}
+        for key, value in settings.items():  # before the framework is imported
+            os.environ.setdefault(key, value)
+        self.framework, self.factory, self.precision = framework, row.model_factory, "float32"
+        self.adapter = importlib.import_module(row.adapter)
+        self.training = importlib.import_module(row.training)
         self.environment = self.adapter.setup(threads=threads, device=device, deterministic=deterministic)
 
     def build(self, model: str, config: dict, seed: int, precision: str = "float32") -> dict:
-        """Seed everything (Python, NumPy, framework) and build the model.  Keras fixes a model's
-        compute dtype when it is built, so bfloat16 is chosen here for TF; torch builds in
-        float32 and autocasts in the trainer."""
+        """Seed everything (Python, NumPy, framework) and build the model in the dtype the
+        trainer builds this precision in (``training.build_dtype``)."""
         self.precision, self._built = precision, (model, config, seed)
-        dtype = self.training.MIXED_POLICY if precision == "bfloat16" and self.framework == "tf" \
-            else model_dtype(precision)
-        return self.adapter.build(HANDLE, self.factory, model, config, seed, dtype=dtype)
+        return self.adapter.build(HANDLE, self.factory, model, config, seed, dtype=self.training.build_dtype(precision))
 
     @property
     def net(self):
@@ -62,7 +54,7 @@ class Backend:
         """The model's ONNX file, always a float32 model: a bfloat16 Keras model computes in
         bfloat16, which ONNX Conv does not take, and onnxruntime's CPU Conv has no float64
         kernel; those are exported as their float32 twin holding the same weights."""
-        if self.precision == "float32" or (self.precision == "bfloat16" and self.framework == "torch"):
+        if self.precision in self.training.EXPORTED_AS_BUILT:
             return self.adapter.export_onnx(HANDLE, path, input_shape)
         import tempfile
 

@@ -25,6 +25,7 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from parity import frameworks  # noqa: E402
 from spec import data as spec_data  # noqa: E402
 from spec.recipes import get_recipe  # noqa: E402
 
@@ -105,7 +106,7 @@ def main(argv=None) -> int:
                                  args.steps, args.input_size)))
         return 0
     results = []
-    for framework in ("torch", "tf"):
+    for framework in frameworks.names():
         for mode in ("deterministic", "default"):
             command = [sys.executable, __file__, "--worker", framework, mode, *(argv or sys.argv[1:])]
             done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)

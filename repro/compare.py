@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python repro/compare.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
+from parity import frameworks  # noqa: E402
 from parity.compare import RELATIVE_FLOOR, compare  # noqa: E402
 from repro import badges  # noqa: E402
 from repro.record import MANIFEST, METRICS, STATUS_COMPLETE, sha256_file  # noqa: E402
@@ -268,16 +269,18 @@ def difference(a: Run, b: Run) -> dict | None:
 # -- 2. cross-framework parity ----------------------------------------------------------
 
 def parity_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
-    """The first torch and first tf run of each setting (the reference is torch)."""
+    """For each setting, the first reference-framework run with the first run of every other framework."""
     groups: dict[str, dict[str, Run]] = {}
     for run in runs:
         groups.setdefault(run.settings_key(with_framework=False), {}).setdefault(run.framework, run)
-    return [(group["torch"], group["tf"]) for group in groups.values() if {"torch", "tf"} <= set(group)]
+    return [(group[frameworks.REFERENCE], group[name]) for group in groups.values() if frameworks.REFERENCE in group
+            for name in frameworks.candidates() if name in group]
 
 
 def judge_parity(reference: Run, candidate: Run) -> dict:
     tolerance = TRAJECTORY.get(reference.precision, TRAJECTORY["float32"])
-    result = {"runs": {"torch": reference.label(), "tf": candidate.label()}, "precision": reference.precision,
+    result = {"runs": {reference.framework: reference.label(), candidate.framework: candidate.label()},
+              "precision": reference.precision,
               "tolerance": {"rtol": tolerance.rtol, "mode": tolerance.mode}}
     reason = damage(reference, candidate)
     if reason:
@@ -329,7 +332,7 @@ def epoch_metrics(ref: list[dict], cand: list[dict], tolerance: Tolerance) -> di
         for key in sorted(k for k, v in a.items() if isinstance(v, float) and k in b):
             rel = float(relative(np.float64(b[key]), np.float64(a[key])))
             worst = max(worst, rel)
-            rows.append({"epoch": a["epoch"], "metric": key, "torch": a[key], "tf": b[key], "rel": rel})
+            rows.append({"epoch": a["epoch"], "metric": key, "reference": a[key], "candidate": b[key], "rel": rel})
     return {"passed": len(ref) == len(cand) and worst <= tolerance.rtol, "max_rel": worst, "rows": rows,
             "epochs": [len(ref), len(cand)]}
 
@@ -423,7 +426,7 @@ def judge_onnx(runs: list[Run], pairs: list[tuple[Run, Run]]) -> list[dict]:
                 and reference.init_digest == candidate.init_digest:
             tolerance = TRAJECTORY["bfloat16" if reference.precision == "bfloat16" else "float32"]  # float32 files
             row = compare(predictions[candidate.label()], predictions[reference.label()], tolerance, "predictions")
-            results.append({"check": "tf-onnx vs torch-onnx", "runs": [reference.label(), candidate.label()],
+            results.append({"check": f"{candidate.framework}-onnx vs {reference.framework}-onnx", "runs": [reference.label(), candidate.label()],
                             "passed": row.passed, "scale_rel": row.scale_rel, "reason": row.reason})
     return results
 
@@ -523,7 +526,7 @@ def markdown(result: dict) -> str:
         said = "bitwise" if d["passed"] else "damaged" if d["reason"] else "differs"
         lines.append(f"| {d['framework']} | {len(d['runs'])} | {(d['final_sha256'][0] or '')[:16]}… | {said} | "
                      f"{why_not_bitwise(d) or '-'} |")
-    lines += ["", "## Cross-framework parity (torch reference)", "",
+    lines += ["", f"## Cross-framework parity ({frameworks.REFERENCE} reference)", "",
               "| precision | steps | loss max rel. | first step beyond tol. | lr max rel. | epochs max rel. | "
               "weights max rel. | predictions max rel. | verdict |", "|---|---|---|---|---|---|---|---|---|"]
     for p in result["parity"]:

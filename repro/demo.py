@@ -19,13 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from parity import frameworks  # noqa: E402
 from repro import compare  # noqa: E402
 
 SEED = 153
 # batch 32 instead of the recipe's 192: 120 optimizer steps instead of 21 for the same images
 DEMO_ARGS = ["--seed", str(SEED), "--epochs", "3", "--batch-size", "32", "--parity", "--precision", "float64",
              "--no-progress"]
-FRAMEWORKS = ("torch", "tf")
+FRAMEWORKS = frameworks.names()
 
 
 def train_round(folder: Path, round_: int) -> list[Path]:

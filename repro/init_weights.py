@@ -18,14 +18,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from parity import frameworks  # noqa: E402
 from repro.backends import Backend  # noqa: E402
 
-PARITY_INIT_FRAMEWORK = "torch"  # whose initialisation both parity runs start from
+PARITY_INIT_FRAMEWORK = frameworks.REFERENCE  # whose initialisation both parity runs start from
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python repro/init_weights.py", description=__doc__.split("\n")[0])
-    p.add_argument("--framework", choices=("torch", "tf"), default=PARITY_INIT_FRAMEWORK)
+    p.add_argument("--framework", choices=frameworks.names(), default=PARITY_INIT_FRAMEWORK)
     p.add_argument("--model", required=True)
     p.add_argument("--config", default="{}", help="model options as JSON")
     p.add_argument("--seed", type=int, required=True)

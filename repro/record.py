@@ -75,7 +75,10 @@ def git_state(root: Path) -> dict:
 def package_versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    names = ("numpy", "torch", "tensorflow", "keras", "onnx", "onnxruntime", "onnxruntime-gpu", "tf2onnx", "safetensors")
+    from parity import frameworks
+
+    names = ("numpy", *(p for row in frameworks.FRAMEWORKS.values() for p in row.packages), "onnx", "onnxruntime",
+             "onnxruntime-gpu", "tf2onnx", "safetensors")
     versions = {"python": platform.python_version()}
     for name in names:
         try:

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python repro/run.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
+from parity import frameworks  # noqa: E402
 from repro.init_weights import PARITY_INIT_FRAMEWORK  # noqa: E402
 from repro.record import RunRecord, git_state, package_versions, platform_info, sha256_file  # noqa: E402
 from spec import data as spec_data  # noqa: E402
@@ -54,7 +55,7 @@ EPILOG = ("exit status: 0 complete; 1 training diverged; 2 a bad option, bad dat
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python repro/run.py", description=__doc__.split("\n")[0], allow_abbrev=False,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=EPILOG)
-    p.add_argument("--framework", choices=("torch", "tf"), help="the framework that trains (required unless --resume)")
+    p.add_argument("--framework", choices=frameworks.names(), help="the framework that trains (required unless --resume)")
     p.add_argument("--seed", type=int, help="seed of everything: init, data order (default: the recipe's)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"one of {sorted(RECIPES)}")
     p.add_argument("--procedure", choices=("end_to_end", "linear_probing", "knn"), help="medmnist_plus procedure")
@@ -531,7 +532,7 @@ class Run:
             summary = finish(backend, trainer, dataset, recipe, record, state, settings)
         summary["wall_s"] = round(time.perf_counter() - started, 3)
         # the proof that this process held one framework only (a library can import one behind our back)
-        summary["frameworks_loaded"] = [name for name in ("torch", "tensorflow") if name in sys.modules]
+        summary["frameworks_loaded"] = frameworks.loaded(sys.modules)
         record.complete(summary)
         print_summary(record, summary)
         return 0

@@ -17,14 +17,14 @@ from spec.errors import ConfigError
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """Adam family.  ``eps_placement``: "torch" adds eps to the bias-corrected sqrt(v_hat),
-    "keras" to the uncorrected sqrt(v) (with the correction folded into the step size).
+    """Adam family.  ``eps_placement``: "v_hat" adds eps to the bias-corrected sqrt(v_hat) (as torch's
+    Adam does), "v" to the uncorrected sqrt(v), the correction folded into the step size (as Keras').
     ``decoupled``: AdamW (p -= lr * wd * p) instead of L2 added to the gradient."""
 
     lr: float
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    eps_placement: str = "torch"
+    eps_placement: str = "v_hat"
     weight_decay: float = 0.0
     decoupled: bool = False
 
@@ -33,12 +33,12 @@ def adam_step_scalars(spec: OptimizerSpec, step: int, lr: float) -> tuple[float,
     """The scalars of Adam step ``step`` (1-based), computed once in float64 for both twins:
     (step size, divisor of sqrt(v) before eps, decoupled decay factor).
 
-    torch placement:  p -= lr / c1 * m / (sqrt(v) / sqrt(c2) + eps)
-    Keras placement:  p -= lr * sqrt(c2) / c1 * m / (sqrt(v) + eps)
+    "v_hat":  p -= lr / c1 * m / (sqrt(v) / sqrt(c2) + eps)
+    "v":      p -= lr * sqrt(c2) / c1 * m / (sqrt(v) + eps)
     with c1 = 1 - b1^t, c2 = 1 - b2^t; AdamW first multiplies p by 1 - lr * wd."""
     b1, b2 = spec.betas
     correction1, correction2 = 1.0 - b1 ** step, 1.0 - b2 ** step
-    if spec.eps_placement == "keras":
+    if spec.eps_placement == "v":
         step_size, root_correction = lr * correction2 ** 0.5 / correction1, 1.0
     else:
         step_size, root_correction = lr / correction1, correction2 ** 0.5
@@ -144,7 +144,7 @@ AECNN_STAGES: dict[int, Recipe] = {
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
-        Recipe("medianet", OptimizerSpec(1.6e-3, eps=1e-7, eps_placement="keras", weight_decay=0.01, decoupled=True),
+        Recipe("medianet", OptimizerSpec(1.6e-3, eps=1e-7, eps_placement="v", weight_decay=0.01, decoupled=True),
                loss="cross_entropy", label_smoothing=0.1, schedule="medianet", epochs=400, batch_size=192,
                eval_batch_size=192, seed=153, best="val_acc", default_model="medianet_base69"),
         Recipe("medmnist_plus", OptimizerSpec(1e-4, eps=1e-8, weight_decay=0.01, decoupled=True),

@@ -78,7 +78,7 @@ def test_adam_step_scalars_place_eps_as_each_framework_does():
     step_size, root, decay = adam_step_scalars(torch_style, 3, 1e-3)
     assert step_size == pytest.approx(1e-3 / (1 - 0.9 ** 3)) and root == pytest.approx(math.sqrt(1 - 0.999 ** 3))
     assert decay == pytest.approx(1 - 1e-3 * 0.01)
-    keras_style = OptimizerSpec(1e-3, eps=1e-7, eps_placement="keras")
+    keras_style = OptimizerSpec(1e-3, eps=1e-7, eps_placement="v")
     step_size, root, decay = adam_step_scalars(keras_style, 3, 1e-3)
     assert step_size == pytest.approx(1e-3 * math.sqrt(1 - 0.999 ** 3) / (1 - 0.9 ** 3)) and root == 1.0
     assert decay == 1.0  # coupled or no decay: nothing multiplies the weights

@@ -49,7 +49,7 @@ rng = np.random.default_rng(0)
 # Keras raises beta to the step in float32, so its 1 - beta2^t carries a relative error of
 # ~1e-5 at beta2 = 0.999 (6.8e-6 on the weights after three steps).  Betas whose powers are
 # exact in float32 take that out and leave the formulas alone to compare.
-spec = OptimizerSpec(1e-3, betas=(0.5, 0.75), eps=1e-7, eps_placement="keras", weight_decay=0.01, decoupled=True)
+spec = OptimizerSpec(1e-3, betas=(0.5, 0.75), eps=1e-7, eps_placement="v", weight_decay=0.01, decoupled=True)
 def dense():
     x = keras.Input((7,)); return keras.Model(x, keras.layers.Dense(5, name="fc")(x))
 net, twin = dense(), dense()

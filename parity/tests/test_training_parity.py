@@ -49,8 +49,8 @@ def train_pair(folder: Path, args: list[str]) -> tuple[Path, Path]:
 
 def judged(pair: tuple[Path, Path]) -> dict:
     torch_run, tf_run = (compare.Run.open(directory) for directory in pair)
-    for run, module in ((torch_run, "torch"), (tf_run, "tensorflow")):  # one framework per process
-        assert run.summary["frameworks_loaded"] == [module], (run.label(), run.summary["frameworks_loaded"])
+    for run in (torch_run, tf_run):  # one framework per process
+        assert run.summary["frameworks_loaded"] == [run.framework], (run.label(), run.summary["frameworks_loaded"])
     result = compare.judge_parity(torch_run, tf_run)
     assert result["comparable"], result.get("reason")
     steps = result["steps"]

@@ -1,0 +1,69 @@
+"""The frameworks twinframe drives: one row each, data only (module paths are strings).
+
+Everything that differs between frameworks outside their adapters and twins is a field here:
+runners, training backends, the zoo, port, the CLIs, demo, bench and compare read this table,
+so a third framework is one more row (and its adapter, twins and trainer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Framework:
+    name: str  # the key everywhere: --framework, reports, run records
+    title: str  # how people call it, in messages
+    adapter: str  # the parity adapter module, imported only inside this framework's process
+    model_factory: str  # "package:function" building the zoo twins
+    training: str  # the trainer module of training runs
+    native_suffix: str  # the suffix of its own checkpoint files (`python -m parity port`)
+    modules: tuple[str, ...]  # top-level modules whose presence in sys.modules means it is loaded
+    packages: tuple[str, ...]  # distributions whose versions a run record keeps
+    environment: tuple[tuple[str, str], ...] = ()  # set before it is imported (a user's value wins)
+
+
+FRAMEWORKS: dict[str, Framework] = {
+    row.name: row
+    for row in (
+        Framework("torch", "PyTorch", "parity.adapters.torch_adapter", "impl_torch:create_model",
+                  "impl_torch.training", ".pth", modules=("torch",), packages=("torch",)),
+        Framework("tf", "TensorFlow/Keras", "parity.adapters.keras_adapter", "impl_tf:create_model",
+                  "impl_tf.training", ".weights.h5", modules=("tensorflow", "keras"),
+                  packages=("tensorflow", "keras"), environment=(("KERAS_BACKEND", "tensorflow"),)),
+    )
+}
+# The reference side: parity transfers its weights to the others, port reads its checkpoints by
+# default, and both frameworks' parity-mode training runs start from its initialisation.
+REFERENCE = "torch"
+
+
+def names() -> tuple[str, ...]:
+    return tuple(FRAMEWORKS)
+
+
+def candidates() -> tuple[str, ...]:
+    """Every framework judged against the reference."""
+    return tuple(name for name in FRAMEWORKS if name != REFERENCE)
+
+
+def get(name: str) -> Framework:
+    try:
+        return FRAMEWORKS[name]
+    except KeyError:
+        raise ValueError(f"unknown framework {name!r}; known: {', '.join(FRAMEWORKS)}") from None
+
+
+def model_factories() -> dict[str, str]:
+    return {row.name: row.model_factory for row in FRAMEWORKS.values()}
+
+
+def environment(name: str) -> dict[str, str]:
+    """What a process of this framework sets before importing it (nothing for an unknown name:
+    a user's own adapter under its own name)."""
+    return dict(FRAMEWORKS[name].environment) if name in FRAMEWORKS else {}
+
+
+def loaded(modules) -> list[str]:
+    """The frameworks whose modules are among ``modules`` (e.g. ``sys.modules``)."""
+    return [row.name for row in FRAMEWORKS.values() if any(m in modules for m in row.modules)]
