@@ -28,7 +28,7 @@ FRAMEWORKS: dict[str, Framework] = {
     for row in (
         Framework("torch", "PyTorch", "parity.adapters.torch_adapter", "impl_torch:create_model",
                   "impl_torch.training", ".pth", modules=("torch",), packages=("torch",)),
-        Framework("tf", "TensorFlow/Keras", "parity.adapters.keras_adapter", "impl_tf:create_model",
+        Framework("tf", "TensorFlow/Keras", "parity.adapters.tf_adapter", "impl_tf:create_model",
                   "impl_tf.training", ".weights.h5", modules=("tensorflow", "keras"),
                   packages=("tensorflow", "keras"), environment=(("KERAS_BACKEND", "tensorflow"),)),
     )

@@ -54,7 +54,7 @@ def setup(threads: int = 1, device: str = "cpu", deterministic: bool = True) -> 
 def environment() -> dict:
     gpus = tf.config.get_visible_devices("GPU")
     return {
-        "framework": "tensorflow",
+        "framework": "tf",
         "versions": {
             "tensorflow": tf.__version__, "keras": keras.__version__,
             "numpy": np.__version__, "python": platform.python_version(),
@@ -155,7 +155,7 @@ def canonical_weights(net) -> dict[str, np.ndarray]:
 
 
 def save_weights(handle: str, path: str, metadata: dict | None = None) -> dict:
-    digest = save_canonical(path, canonical_weights(_models.get(handle)), {"framework": "tensorflow", **(metadata or {})})
+    digest = save_canonical(path, canonical_weights(_models.get(handle)), {"framework": "tf", **(metadata or {})})
     return {"digest": digest}
 
 
