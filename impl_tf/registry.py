@@ -1,7 +1,7 @@
 """``create_model(name, **cfg)``: spec resolves the config, the family's registered builder builds it.
 
 Each family module registers its builder where it is defined (``@register_family("resnet")``);
-importing ``impl_tf.models`` imports them all.
+``impl_tf/__init__.py`` imports ``impl_tf.models``, which imports them all.
 """
 
 from __future__ import annotations
@@ -44,5 +44,3 @@ def create_model(name: str, **config) -> keras.Model:
                                 f"register one with @register_family({resolved.family!r})") from None
     return builder(resolved)
 
-
-from impl_tf import models as _models  # noqa: E402,F401  (importing the package registers every family)

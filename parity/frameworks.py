@@ -7,14 +7,17 @@ so a third framework is one more row (and its adapter, twins and trainer).
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+
+from parity.protocol import Adapter, load_adapter
 
 
 @dataclass(frozen=True)
 class Framework:
     name: str  # the key everywhere: --framework, reports, run records
     title: str  # how people call it, in messages
-    adapter: str  # the parity adapter module, imported only inside this framework's process
+    adapter: str  # "module:Class" of its parity.protocol.Adapter, imported only in this framework's process
     model_factory: str  # "package:function" building the zoo twins
     training: str  # the trainer module of training runs
     native_suffix: str  # the suffix of its own checkpoint files (`python -m parity port`)
@@ -22,13 +25,20 @@ class Framework:
     packages: tuple[str, ...]  # distributions whose versions a run record keeps
     environment: tuple[tuple[str, str], ...] = ()  # set before it is imported (a user's value wins)
 
+    # Loading either imports the framework: only in the one process that is to hold it.
+    def load_adapter(self) -> Adapter:
+        return load_adapter(self.adapter)
+
+    def load_training(self):
+        return importlib.import_module(self.training)
+
 
 FRAMEWORKS: dict[str, Framework] = {
     row.name: row
     for row in (
-        Framework("torch", "PyTorch", "parity.adapters.torch_adapter", "impl_torch:create_model",
+        Framework("torch", "PyTorch", "parity.adapters.torch_adapter:TorchAdapter", "impl_torch:create_model",
                   "impl_torch.training", ".pth", modules=("torch",), packages=("torch",)),
-        Framework("tf", "TensorFlow/Keras", "parity.adapters.tf_adapter", "impl_tf:create_model",
+        Framework("tf", "TensorFlow/Keras", "parity.adapters.tf_adapter:TfAdapter", "impl_tf:create_model",
                   "impl_tf.training", ".weights.h5", modules=("tensorflow", "keras"),
                   packages=("tensorflow", "keras"), environment=(("KERAS_BACKEND", "tensorflow"),)),
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from parity import frameworks
-from parity.adapters.common import INPUT_GRADIENT, ArrayFile, output_key
+from parity.protocol import INPUT_GRADIENT, ArrayFile, output_key
 from parity.runners import BuiltModel, FrameworkRunner, discard
 from spec import inputs as spec_inputs
 from spec.tolerances import ToleranceSet
@@ -137,6 +137,8 @@ class TwinPair:
         discard(*self.initial_paths.values())
         for arrays in self.float64_gradients.values():
             arrays.close()
+        if self._reference_run is not None:
+            self._reference_run[0].close()
         self.float64_gradients, self.results, self._reference_run = {}, {}, None
 
     @staticmethod
@@ -158,7 +160,8 @@ class TwinPair:
 
     def reference_run(self) -> tuple[dict, list[str]]:
         if self._reference_run is None:
-            self._reference_run = self.ref.forward(self.ref_model, self.x, capture=True)
+            # kept on disk: read one layer at a time, and handed to the isolated check by path
+            self._reference_run = self.ref.forward(self.ref_model, self.x, capture=True, keep=True)
         return self._reference_run
 
     def output_keys(self) -> list[str]:

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from parity import frameworks
-from parity.adapters.common import layer_key, output_key
+from parity.protocol import layer_key, output_key
 from parity.compare import compare, compare_named
 from parity.runners import FrameworkRunner
 from spec import inputs as spec_inputs

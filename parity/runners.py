@@ -11,11 +11,12 @@ import itertools
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
 from parity import frameworks
-from parity.adapters.common import load_arrays, output_key, save_arrays, target_key
+from parity.protocol import INPUT_ARRAY, ArrayFile, load_arrays, output_key, save_arrays, target_key
 from parity.worker import WorkerClient
 
 
@@ -102,28 +103,37 @@ class FrameworkRunner:
         self.worker.call("free", handle=model.handle)
 
     # -- passes ---------------------------------------------------------------
-    def _exchange(self, op: str, model: BuiltModel, arrays: dict, **args) -> tuple[dict, dict]:
-        source = self.scratch(f"{model.handle}-{op}-in", ".npz")
+    def _exchange(self, op: str, model: BuiltModel, arrays: Mapping, keep: bool = False, **args) -> tuple[Mapping, dict]:
+        """Call ``op`` on ``arrays``; answer its result arrays and its reply.  An :class:`ArrayFile`
+        is passed on by its path, not rewritten; with ``keep`` the result stays on disk, as an
+        ArrayFile read one array at a time (the caller closes it)."""
+        given = isinstance(arrays, ArrayFile)
+        source = arrays.path if given else self.scratch(f"{model.handle}-{op}-in", ".npz")
         target = self.scratch(f"{model.handle}-{op}-out", ".npz")
-        save_arrays(source, arrays)
+        if not given:
+            save_arrays(source, arrays)
         key = "reference_path" if op == "forward_isolated" else "input_path"
+        kept = False
         try:
             info = self.worker.call(op, handle=model.handle, output_path=target, **{key: source}, **args)
-            return load_arrays(target), info
+            result = ArrayFile(target) if keep else load_arrays(target)
+            kept = keep
+            return result, info
         finally:  # exchange files are transient; big models would fill the disk
-            discard(source, target)
+            discard(*(() if given else (source,)), *(() if kept else (target,)))
 
-    def forward(self, model: BuiltModel, x: np.ndarray, capture: bool = False) -> tuple[dict, list[str]]:
-        arrays, info = self._exchange("forward", model, {"x": x}, capture=capture)
+    def forward(self, model: BuiltModel, x: np.ndarray, capture: bool = False, keep: bool = False) -> tuple[Mapping, list[str]]:
+        arrays, info = self._exchange("forward", model, {INPUT_ARRAY: x}, keep=keep, capture=capture)
         return arrays, info["layers"]
 
-    def forward_isolated(self, model: BuiltModel, reference: dict, layers: list[str]) -> dict:
+    def forward_isolated(self, model: BuiltModel, reference: Mapping, layers: list[str]) -> dict:
+        """Each layer alone on ``reference``'s captured inputs (a kept forward's ArrayFile goes as it is)."""
         return self._exchange("forward_isolated", model, reference, layers=list(layers))[0]
 
     def gradients(self, model: BuiltModel, x: np.ndarray, targets, loss="cross_entropy") -> dict:
         """``targets``: one array per output (a bare array for one output); ``loss``: a kind, or one per output."""
         targets = targets if isinstance(targets, (list, tuple)) else [targets]
-        arrays = {"x": x, **{target_key(i): t for i, t in enumerate(targets)}}
+        arrays = {INPUT_ARRAY: x, **{target_key(i): t for i, t in enumerate(targets)}}
         return self._exchange("gradients", model, arrays, loss=loss if isinstance(loss, str) else list(loss))[0]
 
     def export_onnx(self, model: BuiltModel, input_shape, path: str | None = None, opset: int = 18, **options) -> tuple[str, dict]:

@@ -12,7 +12,6 @@ framework and showing the tail of its log, within a bounded time.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import select
@@ -25,6 +24,7 @@ import traceback
 from pathlib import Path
 
 from parity import frameworks
+from parity.protocol import load_adapter
 
 # Environment every framework worker starts with: deterministic kernels,
 # no oneDNN reordering in TF, quiet logs.  Values already set by the user win.
@@ -237,9 +237,9 @@ def serve(framework: str, adapter_name: str, response_fd: int) -> None:
         responses.write(json.dumps(message) + "\n")
         responses.flush()
 
-    adapter = importlib.import_module(adapter_name)
+    adapter = load_adapter(adapter_name)
     answer({"ok": True, "result": {"framework": framework, "adapter": adapter_name, "pid": os.getpid()}})
-    ops = {"ping": lambda: "pong", "_crash": _crash, **adapter.OPS}
+    ops = {"ping": lambda: "pong", "_crash": _crash, **adapter.ops()}
     for line in sys.stdin:
         request = json.loads(line)
         op = request["op"]

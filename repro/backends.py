@@ -8,7 +8,6 @@ files are the same canonical safetensors that parity compares.
 
 from __future__ import annotations
 
-import importlib
 import os
 
 from parity import frameworks
@@ -25,8 +24,7 @@ class Backend:
         for key, value in settings.items():  # before the framework is imported
             os.environ.setdefault(key, value)
         self.framework, self.factory, self.precision = framework, row.model_factory, "float32"
-        self.adapter = importlib.import_module(row.adapter)
-        self.training = importlib.import_module(row.training)
+        self.adapter, self.training = row.load_adapter(), row.load_training()  # this framework, this process only
         self.environment = self.adapter.setup(threads=threads, device=device, deterministic=deterministic)
 
     def build(self, model: str, config: dict, seed: int, precision: str = "float32") -> dict:
@@ -37,7 +35,7 @@ class Backend:
 
     @property
     def net(self):
-        return self.adapter.get_model(HANDLE)
+        return self.adapter.model(HANDLE)
 
     def trainer(self, recipe: Recipe, dropout: bool = True):
         return self.training.Trainer(self.net, recipe.optimizer, recipe.loss, recipe.label_smoothing,

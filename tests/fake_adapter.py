@@ -2,25 +2,26 @@
 
 import os
 
-_held = []
 
+class FakeAdapter:
+    """Serves its own ops instead of the protocol's (a worker serves whatever ``ops()`` gives)."""
 
-def echo(value):
-    return {"value": value, "pid": os.getpid()}
+    def __init__(self):
+        self._held = []
 
+    def echo(self, value):
+        return {"value": value, "pid": os.getpid()}
 
-def fail(message):
-    raise ValueError(message)
+    def fail(self, message):
+        raise ValueError(message)
 
+    def setup(self, **settings):
+        return {"settings": settings}
 
-def setup(**settings):
-    return {"settings": settings}
+    def allocate(self, megabytes):
+        """Hold memory, as a framework's caches do after its models are freed."""
+        self._held.append(bytearray(os.urandom(1024)) * (megabytes * 1024))
+        return {"pid": os.getpid()}
 
-
-def allocate(megabytes):
-    """Hold memory, as a framework's caches do after its models are freed."""
-    _held.append(bytearray(os.urandom(1024)) * (megabytes * 1024))
-    return {"pid": os.getpid()}
-
-
-OPS = {"echo": echo, "fail": fail, "setup": setup, "allocate": allocate}
+    def ops(self):
+        return {"echo": self.echo, "fail": self.fail, "setup": self.setup, "allocate": self.allocate}

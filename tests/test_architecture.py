@@ -22,7 +22,7 @@ def test_framework_free_modules_load_no_framework():
     code = (
         "import sys, spec.models, spec.layout, spec.weights, spec.tolerances, spec.inputs, "
         "parity.worker, parity.compare, parity.verdict, parity.pair, parity.checks, parity.runners, parity.report, parity.zoo, "
-        "parity.__main__, parity.adapters.common\n"
+        "parity.__main__, parity.adapters.common, parity.protocol, parity.frameworks\n"
         "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'tensorflow', 'keras', 'tf2onnx', 'impl_torch', 'impl_tf'})\n"
         "assert not loaded, loaded\n"
     )

@@ -6,7 +6,7 @@ import pytest
 
 from parity.worker import WorkerClient, WorkerCrashed, WorkerError, WorkerTimeout
 
-FAKE = "tests.fake_adapter"
+FAKE = "tests.fake_adapter:FakeAdapter"
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_a_hanging_worker_times_out_and_is_killed(worker):
 
 def test_an_adapter_that_cannot_import_fails_at_start_up(tmp_path):
     with pytest.raises(WorkerCrashed) as caught:
-        WorkerClient("brokenframe", "tests.broken_adapter", log_dir=tmp_path)
+        WorkerClient("brokenframe", "tests.broken_adapter:BrokenAdapter", log_dir=tmp_path)
     assert "[brokenframe worker]" in str(caught.value)
     assert "simulated broken framework install" in str(caught.value)
 

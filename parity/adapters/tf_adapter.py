@@ -1,4 +1,4 @@
-"""Keras 3 (TensorFlow backend) side of the parity protocol (imported only in the TF worker).
+"""Keras 3 (TensorFlow backend) side of the parity protocol (imported only where TensorFlow is held).
 
 A Keras layer's name is its canonical name.  Each weight kind has one small hook
 that says which Keras variable holds which canonical tensor and in what layout;
@@ -17,13 +17,12 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from parity import protocol
 from parity.adapters import common
+from parity.protocol import Adapter, grad_key, input_key, layer_key, load_arrays, output_key, save_arrays, state_key
 from spec.files import atomic_write
 from spec import layout
 from spec.weights import WeightTransfer, load_canonical, save_canonical
-
-_models = common.Models()
-_settings = {"device": "cpu", "threads": 1, "deterministic": True}
 
 # Keras layer class -> (variable attribute, canonical suffix, layout kind)
 WEIGHT_HOOKS: dict[type, tuple[tuple[str, str, str], ...]] = {
@@ -37,78 +36,10 @@ WEIGHT_HOOKS: dict[type, tuple[tuple[str, str, str], ...]] = {
 }
 
 
-def setup(threads: int = 1, device: str = "cpu", deterministic: bool = True) -> dict:
-    if device == "cpu":
-        tf.config.set_visible_devices([], "GPU")
-    elif not tf.config.list_physical_devices("GPU"):
-        raise RuntimeError(f"device {device!r} requested but TensorFlow sees no GPU")
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-    tf.config.experimental.enable_tensor_float_32_execution(False)  # TF32 breaks float32 parity
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-    _settings.update(device=device, threads=threads, deterministic=deterministic)
-    return environment()
-
-
-def environment() -> dict:
-    gpus = tf.config.get_visible_devices("GPU")
-    return {
-        "framework": "tf",
-        "versions": {
-            "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "python": platform.python_version(),
-        },
-        "threads": {
-            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
-        },
-        "device": _settings["device"],
-        "device_name": str(gpus[0].name) if gpus else platform.processor() or "cpu",
-        "flags": {
-            "op_determinism": _settings["deterministic"],
-            "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
-            "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"),
-            "jit_compile": False,
-        },
-    }
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)  # Python, NumPy and TF seeds, and Keras' own generator
-
-
-def build(handle: str, factory: str, model: str, config: dict, seed: int, dtype: str = "float32") -> dict:
-    seed_everything(seed)
-    # Every layer built now computes and stores in dtype.  Keras caches its global dtype
-    # policy at first use, so setting floatx alone would not reach a second build.
-    previous = keras.config.floatx(), keras.config.dtype_policy()
-    keras.config.set_floatx("float32" if dtype.startswith("mixed_") else dtype)  # mixed: float32 variables
-    keras.config.set_dtype_policy(dtype)
-    try:
-        net = common.load_factory(factory)(model, **config)
-    finally:
-        keras.config.set_floatx(previous[0])
-        keras.config.set_dtype_policy(previous[1])
-    if not isinstance(net, keras.Model) or not hasattr(net, "inputs") or net.inputs is None:
-        raise TypeError(f"factory {factory!r} must return a functional keras.Model, got {type(net).__name__}")
-    _models.put(handle, net)
-    return {
-        "weights": {name: list(shape) for name, shape in _canonical_shapes(net).items()},
-        "parameters": int(sum(int(np.prod(v.shape)) for v in net.trainable_weights)),
-        "layers": [layer.name for layer in _compared_layers(net)],
-    }
-
-
-def free(handle: str) -> None:
-    _models.drop(handle)
-
-
-def get_model(handle: str):
-    """The framework model behind a handle (for in-process users such as repro/)."""
-    return _models.get(handle)
 
 
 # -- canonical weights -------------------------------------------------------
@@ -154,42 +85,6 @@ def canonical_weights(net) -> dict[str, np.ndarray]:
     return {name: layout.from_keras(kind, np.asarray(variable.numpy())) for name, variable, kind in _slots(net)}
 
 
-def save_weights(handle: str, path: str, metadata: dict | None = None) -> dict:
-    digest = save_canonical(path, canonical_weights(_models.get(handle)), {"framework": "tf", **(metadata or {})})
-    return {"digest": digest}
-
-
-def load_weights(handle: str, path: str) -> dict:
-    net = _models.get(handle)
-    transfer = WeightTransfer(load_canonical(path), target=f"keras model {handle!r}")
-    slots = _slots(net)
-    for name, variable, kind in slots:
-        transfer.expect(name, _canonical_shape(kind, variable.shape))
-    transfer.check()
-    for name, variable, kind in slots:
-        # cast here: TF would hold the float32 tensor and its cast beside the variable
-        variable.assign(np.asarray(layout.to_keras(kind, transfer.take(name)), dtype=variable.dtype))
-    return transfer.finish()
-
-
-def load_native(handle: str, path: str) -> dict:
-    """Load Keras weights (``.weights.h5``) into the model."""
-    net = _models.get(handle)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Keras weights file not found: {path}")
-    try:
-        net.load_weights(path)
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{path} does not fit model {handle!r}: {error}") from None
-    return {"tensors": len(net.weights), "parameters": int(sum(int(np.prod(v.shape)) for v in net.trainable_weights))}
-
-
-def save_native(handle: str, path: str) -> dict:
-    """Keras weights file; the name must end in ``.weights.h5`` (Keras' rule)."""
-    atomic_write(path, lambda target: _models.get(handle).save_weights(target))
-    return {"path": path}
-
-
 # -- forward passes ----------------------------------------------------------
 
 def _compared_layers(net):
@@ -206,7 +101,7 @@ def _input(net, array: np.ndarray) -> np.ndarray:
 
 
 def _outputs(result) -> dict[str, np.ndarray]:
-    return {common.output_key(i): layout.channels_first(np.asarray(r)) for i, r in enumerate(_as_list(result))}
+    return {output_key(i): layout.channels_first(np.asarray(r)) for i, r in enumerate(_as_list(result))}
 
 
 def _probe(net):
@@ -216,7 +111,7 @@ def _probe(net):
         outputs = {}
         for layer in _compared_layers(net):
             try:
-                outputs[common.layer_key(layer.name)] = layer.output
+                outputs[layer_key(layer.name)] = layer.output
                 layer_inputs = _as_list(layer.input)
             except (AttributeError, ValueError) as error:
                 raise ValueError(
@@ -224,38 +119,12 @@ def _probe(net):
                     f"comparison needs one layer per call ({error})"
                 ) from None
             for i, tensor in enumerate(layer_inputs):
-                outputs[common.input_key(layer.name, i)] = tensor
+                outputs[input_key(layer.name, i)] = tensor
         for i, tensor in enumerate(net.outputs):
-            outputs[common.output_key(i)] = tensor
+            outputs[output_key(i)] = tensor
         probe = keras.Model(net.inputs, outputs)
         net._twinframe_probe = probe
     return probe
-
-
-def forward(handle: str, input_path: str, output_path: str, capture: bool = False) -> dict:
-    net = _models.get(handle)
-    x = _input(net, common.load_arrays(input_path)["x"])
-    if capture:
-        result = _probe(net)(x, training=False)
-        arrays = {key: layout.channels_first(np.asarray(value)) for key, value in result.items()}
-        order = [layer.name for layer in _compared_layers(net)]
-    else:
-        arrays, order = _outputs(net(x, training=False)), []
-    common.save_arrays(output_path, arrays)
-    return {"layers": order}
-
-
-def forward_isolated(handle: str, reference_path: str, output_path: str, layers: list[str]) -> dict:
-    """Run each layer alone on the reference framework's input to that layer."""
-    net = _models.get(handle)
-    reference = common.load_arrays(reference_path)
-    arrays = {}
-    for name in layers:
-        inputs = [_input(net, x) for x in common.layer_inputs(reference, name)]
-        result = net.get_layer(name)(inputs if len(inputs) > 1 else inputs[0], training=False)
-        arrays[common.layer_key(name)] = layout.channels_first(np.asarray(result))
-    common.save_arrays(output_path, arrays)
-    return {"layers": layers}
 
 
 # -- gradients ---------------------------------------------------------------
@@ -277,85 +146,12 @@ def _targets(net, kind: str, target: np.ndarray):
     return target if kind == "cross_entropy" else _input(net, target)
 
 
-def gradients(handle: str, input_path: str, output_path: str, loss: str = "cross_entropy") -> dict:
-    """One train-mode forward/backward (dropout off); the model's state is restored after.
-
-    Writes the gradient of every trainable weight, of the input, and the state after
-    the pass: every non-trainable weight (BN moving statistics, frozen weights), all keyed
-    by canonical name in canonical layout.
-    """
-    net = _models.get(handle)
-    data = common.load_arrays(input_path)
-    x = tf.constant(_input(net, data["x"]))
-    state = [v for v in net.weights if not v.trainable]  # what a pass can change (BN statistics)
-    snapshot = [np.array(v.numpy()) for v in state]
-    dropouts = [layer for layer in net.layers if isinstance(layer, keras.layers.Dropout)]
-    rates = [layer.rate for layer in dropouts]
-    try:
-        for layer in dropouts:
-            layer.rate = 0.0
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            outputs = _as_list(net(x, training=True))
-            plan = common.loss_plan(loss, data, len(outputs))
-            value = sum(_loss(kind, out, _targets(net, kind, target)) for out, (kind, target) in zip(outputs, plan))
-            if net.losses:  # weight penalties (e.g. L2 kernel regularizers)
-                value = value + keras.ops.sum(keras.ops.stack(net.losses))
-        slots = [(n, v, k) for n, v, k in _slots(net) if v.trainable]
-        *grads, input_grad = tape.gradient(value, [variable for _, variable, _ in slots] + [x])
-        arrays = {f"grad:{name}": layout.from_keras(kind, np.asarray(g)) for (name, _, kind), g in zip(slots, grads) if g is not None}
-        arrays[common.INPUT_GRADIENT] = layout.channels_first(np.asarray(input_grad))
-        arrays.update({f"state:{n}": layout.from_keras(k, np.asarray(v.numpy())) for n, v, k in _slots(net)
-                       if not v.trainable})
-    finally:
-        for layer, rate in zip(dropouts, rates):
-            layer.rate = rate
-        for variable, value_before in zip(state, snapshot):
-            variable.assign(value_before)
-    arrays["loss"] = np.asarray(float(value), dtype=np.float64)
-    common.save_arrays(output_path, arrays)
-    return {"loss": float(value)}
-
-
 # -- ONNX ----------------------------------------------------------------------
 
 # Above this many elements in one weight, tf2onnx's constant handling is the bottleneck
 # (VGG's 25088x4096 Dense alone: 75 s and 15 GB); below it, constants are the faster path
 # (MeDiANet's ~1000 small tensors export twice as fast as constants than as arguments).
 LARGE_WEIGHT = 1 << 24
-
-
-def export_onnx(handle: str, path: str, input_shape: list[int], opset: int = 18, exporter: str = "tf2onnx") -> dict:
-    """Export through tf2onnx with the canonical channel-first interface.
-
-    The graph takes NCHW input and returns channel-first outputs (transposes inside the
-    graph), so both frameworks' ONNX files are called the same way.  Models with a weight
-    over ``LARGE_WEIGHT`` elements are traced with their weights as arguments, which become
-    ONNX initializers afterwards; the others with their weights as constants.
-    """
-    import onnx
-    import tf2onnx
-
-    if exporter != "tf2onnx":
-        raise ValueError(f"unknown Keras ONNX exporter {exporter!r}; use 'tf2onnx'")
-    net = _models.get(handle)
-    as_arguments = max(int(np.prod(v.shape)) for v in net.weights) > LARGE_WEIGHT
-    trace = _trace_weights_as_arguments if as_arguments else _trace_weights_as_constants
-    proto = trace(net, tf.TensorSpec(tuple(input_shape), tf.float32, name="input"), opset)
-    checked = {}
-
-    def write(temporary: str) -> None:  # checked before it is renamed into place
-        onnx.save(proto, temporary)
-        checked["opset"], checked["onnx"] = common.checked_onnx(temporary)
-
-    atomic_write(path, write)
-    opset_used, onnx_version = checked["opset"], checked["onnx"]
-    return {
-        "exporter": f"tf2onnx (tf.function, weights as {'initializers' if as_arguments else 'constants'})",
-        "opset": opset_used,
-        "versions": {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__, "onnx": onnx_version},
-        "input_layout": "NCHW (transposed inside the graph)",
-    }
 
 
 def _to_channels_last(x):
@@ -404,4 +200,201 @@ def _trace_weights_as_arguments(net, input_spec, opset: int):
     return proto
 
 
-OPS = common.collect_ops(globals())
+# -- the ops ------------------------------------------------------------------
+
+class TfAdapter(Adapter):
+    framework = "tf"
+
+    def __init__(self):
+        self._models = common.Models()
+        self._settings = {"device": "cpu", "threads": 1, "deterministic": True}
+
+    def setup(self, threads: int = 1, device: str = "cpu", deterministic: bool = True) -> dict:
+        if device == "cpu":
+            tf.config.set_visible_devices([], "GPU")
+        elif not tf.config.list_physical_devices("GPU"):
+            raise RuntimeError(f"device {device!r} requested but TensorFlow sees no GPU")
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        tf.config.experimental.enable_tensor_float_32_execution(False)  # TF32 breaks float32 parity
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
+        self._settings.update(device=device, threads=threads, deterministic=deterministic)
+        return self.environment()
+
+    def environment(self) -> dict:
+        gpus = tf.config.get_visible_devices("GPU")
+        return {
+            "framework": "tf",
+            "versions": {
+                "tensorflow": tf.__version__, "keras": keras.__version__,
+                "numpy": np.__version__, "python": platform.python_version(),
+            },
+            "threads": {
+                "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+            },
+            "device": self._settings["device"],
+            "device_name": str(gpus[0].name) if gpus else platform.processor() or "cpu",
+            "flags": {
+                "op_determinism": self._settings["deterministic"],
+                "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
+                "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"),
+                "jit_compile": False,
+            },
+        }
+
+    def build(self, handle: str, factory: str, model: str, config: dict, seed: int, dtype: str = "float32") -> dict:
+        seed_everything(seed)
+        # Every layer built now computes and stores in dtype.  Keras caches its global dtype
+        # policy at first use, so setting floatx alone would not reach a second build.
+        previous = keras.config.floatx(), keras.config.dtype_policy()
+        keras.config.set_floatx("float32" if dtype.startswith("mixed_") else dtype)  # mixed: float32 variables
+        keras.config.set_dtype_policy(dtype)
+        try:
+            net = common.load_factory(factory)(model, **config)
+        finally:
+            keras.config.set_floatx(previous[0])
+            keras.config.set_dtype_policy(previous[1])
+        if not isinstance(net, keras.Model) or not hasattr(net, "inputs") or net.inputs is None:
+            raise TypeError(f"factory {factory!r} must return a functional keras.Model, got {type(net).__name__}")
+        self._models.put(handle, net)
+        return {
+            "weights": {name: list(shape) for name, shape in _canonical_shapes(net).items()},
+            "parameters": int(sum(int(np.prod(v.shape)) for v in net.trainable_weights)),
+            "layers": [layer.name for layer in _compared_layers(net)],
+        }
+
+    def free(self, handle: str) -> None:
+        self._models.drop(handle)
+
+    def model(self, handle: str):
+        """The framework model behind a handle (for in-process users such as repro/)."""
+        return self._models.get(handle)
+
+    def save_weights(self, handle: str, path: str, metadata: dict | None = None) -> dict:
+        digest = save_canonical(path, canonical_weights(self._models.get(handle)), {"framework": "tf", **(metadata or {})})
+        return {"digest": digest}
+
+    def load_weights(self, handle: str, path: str) -> dict:
+        net = self._models.get(handle)
+        transfer = WeightTransfer(load_canonical(path), target=f"keras model {handle!r}")
+        slots = _slots(net)
+        for name, variable, kind in slots:
+            transfer.expect(name, _canonical_shape(kind, variable.shape))
+        transfer.check()
+        for name, variable, kind in slots:
+            # cast here: TF would hold the float32 tensor and its cast beside the variable
+            variable.assign(np.asarray(layout.to_keras(kind, transfer.take(name)), dtype=variable.dtype))
+        return transfer.finish()
+
+    def load_native(self, handle: str, path: str) -> dict:
+        """Load Keras weights (``.weights.h5``) into the model."""
+        net = self._models.get(handle)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Keras weights file not found: {path}")
+        try:
+            net.load_weights(path)
+        except (ValueError, OSError) as error:
+            raise ValueError(f"{path} does not fit model {handle!r}: {error}") from None
+        return {"tensors": len(net.weights), "parameters": int(sum(int(np.prod(v.shape)) for v in net.trainable_weights))}
+
+    def save_native(self, handle: str, path: str) -> dict:
+        """Keras weights file; the name must end in ``.weights.h5`` (Keras' rule)."""
+        atomic_write(path, lambda target: self._models.get(handle).save_weights(target))
+        return {"path": path}
+
+    def forward(self, handle: str, input_path: str, output_path: str, capture: bool = False) -> dict:
+        net = self._models.get(handle)
+        x = _input(net, load_arrays(input_path)[protocol.INPUT_ARRAY])
+        if capture:
+            result = _probe(net)(x, training=False)
+            arrays = {key: layout.channels_first(np.asarray(value)) for key, value in result.items()}
+            order = [layer.name for layer in _compared_layers(net)]
+        else:
+            arrays, order = _outputs(net(x, training=False)), []
+        save_arrays(output_path, arrays)
+        return {"layers": order}
+
+    def forward_isolated(self, handle: str, reference_path: str, output_path: str, layers: list[str]) -> dict:
+        """Run each layer alone on the reference framework's input to that layer."""
+        net = self._models.get(handle)
+        reference = load_arrays(reference_path)
+        arrays = {}
+        for name in layers:
+            inputs = [_input(net, x) for x in common.layer_inputs(reference, name)]
+            result = net.get_layer(name)(inputs if len(inputs) > 1 else inputs[0], training=False)
+            arrays[layer_key(name)] = layout.channels_first(np.asarray(result))
+        save_arrays(output_path, arrays)
+        return {"layers": layers}
+
+    def gradients(self, handle: str, input_path: str, output_path: str, loss: str = "cross_entropy") -> dict:
+        """One train-mode forward/backward (dropout off); the model's state is restored after.
+
+        Writes the gradient of every trainable weight, of the input, and the state after
+        the pass: every non-trainable weight (BN moving statistics, frozen weights), all keyed
+        by canonical name in canonical layout.
+        """
+        net = self._models.get(handle)
+        data = load_arrays(input_path)
+        x = tf.constant(_input(net, data[protocol.INPUT_ARRAY]))
+        state = [v for v in net.weights if not v.trainable]  # what a pass can change (BN statistics)
+        snapshot = [np.array(v.numpy()) for v in state]
+        dropouts = [layer for layer in net.layers if isinstance(layer, keras.layers.Dropout)]
+        rates = [layer.rate for layer in dropouts]
+        try:
+            for layer in dropouts:
+                layer.rate = 0.0
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                outputs = _as_list(net(x, training=True))
+                plan = common.loss_plan(loss, data, len(outputs))
+                value = sum(_loss(kind, out, _targets(net, kind, target)) for out, (kind, target) in zip(outputs, plan))
+                if net.losses:  # weight penalties (e.g. L2 kernel regularizers)
+                    value = value + keras.ops.sum(keras.ops.stack(net.losses))
+            slots = [(n, v, k) for n, v, k in _slots(net) if v.trainable]
+            *grads, input_grad = tape.gradient(value, [variable for _, variable, _ in slots] + [x])
+            arrays = {grad_key(name): layout.from_keras(kind, np.asarray(g)) for (name, _, kind), g in zip(slots, grads) if g is not None}
+            arrays[protocol.INPUT_GRADIENT] = layout.channels_first(np.asarray(input_grad))
+            arrays.update({state_key(n): layout.from_keras(k, np.asarray(v.numpy())) for n, v, k in _slots(net)
+                           if not v.trainable})
+        finally:
+            for layer, rate in zip(dropouts, rates):
+                layer.rate = rate
+            for variable, value_before in zip(state, snapshot):
+                variable.assign(value_before)
+        arrays[protocol.LOSS] = np.asarray(float(value), dtype=np.float64)
+        save_arrays(output_path, arrays)
+        return {"loss": float(value)}
+
+    def export_onnx(self, handle: str, path: str, input_shape: list[int], opset: int = 18, exporter: str = "tf2onnx") -> dict:
+        """Export through tf2onnx with the canonical channel-first interface.
+
+        The graph takes NCHW input and returns channel-first outputs (transposes inside the
+        graph), so both frameworks' ONNX files are called the same way.  Models with a weight
+        over ``LARGE_WEIGHT`` elements are traced with their weights as arguments, which become
+        ONNX initializers afterwards; the others with their weights as constants.
+        """
+        import onnx
+        import tf2onnx
+
+        if exporter != "tf2onnx":
+            raise ValueError(f"unknown Keras ONNX exporter {exporter!r}; use 'tf2onnx'")
+        net = self._models.get(handle)
+        as_arguments = max(int(np.prod(v.shape)) for v in net.weights) > LARGE_WEIGHT
+        trace = _trace_weights_as_arguments if as_arguments else _trace_weights_as_constants
+        proto = trace(net, tf.TensorSpec(tuple(input_shape), tf.float32, name="input"), opset)
+        checked = {}
+
+        def write(temporary: str) -> None:  # checked before it is renamed into place
+            onnx.save(proto, temporary)
+            checked["opset"], checked["onnx"] = common.checked_onnx(temporary)
+
+        atomic_write(path, write)
+        opset_used, onnx_version = checked["opset"], checked["onnx"]
+        return {
+            "exporter": f"tf2onnx (tf.function, weights as {'initializers' if as_arguments else 'constants'})",
+            "opset": opset_used,
+            "versions": {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__, "onnx": onnx_version},
+            "input_layout": "NCHW (transposed inside the graph)",
+        }

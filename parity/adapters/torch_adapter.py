@@ -1,4 +1,4 @@
-"""PyTorch side of the parity protocol (imported only inside the torch worker).
+"""PyTorch side of the parity protocol (imported only in a process that holds torch).
 
 Canonical weights are the model's ``state_dict`` (minus ``num_batches_tracked``).
 Compared layers are the leaf modules, in the order they run.
@@ -13,75 +13,19 @@ import random
 import numpy as np
 import torch
 
+from parity import protocol
 from parity.adapters import common
+from parity.protocol import Adapter, grad_key, input_key, layer_key, load_arrays, output_key, save_arrays, state_key
 from spec.files import atomic_write
 from spec.weights import WeightTransfer, load_canonical, save_canonical
 
-_models = common.Models()
-_settings = {"device": "cpu", "threads": 1, "deterministic": True}
 NOT_WEIGHTS = ("num_batches_tracked",)
-
-
-def setup(threads: int = 1, device: str = "cpu", deterministic: bool = True) -> dict:
-    torch.set_num_threads(threads)
-    try:
-        torch.set_num_interop_threads(threads)
-    except RuntimeError:  # may only be set before the first parallel op
-        pass
-    torch.use_deterministic_algorithms(deterministic)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = deterministic
-    torch.backends.cuda.matmul.allow_tf32 = False  # TF32 silently breaks float32 parity
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but torch sees no CUDA device")
-    _settings.update(device=device, threads=threads, deterministic=deterministic)
-    return environment()
-
-
-def environment() -> dict:
-    return {
-        "framework": "torch",
-        "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
-        "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
-        "device": _settings["device"],
-        "device_name": torch.cuda.get_device_name() if _settings["device"].startswith("cuda") else platform.processor() or "cpu",
-        "flags": {
-            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-            "cudnn_benchmark": torch.backends.cudnn.benchmark,
-            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-            "tf32_cudnn": torch.backends.cudnn.allow_tf32,
-        },
-    }
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds CUDA too
-
-
-def build(handle: str, factory: str, model: str, config: dict, seed: int, dtype: str = "float32") -> dict:
-    seed_everything(seed)
-    net = common.load_factory(factory)(model, **config)
-    net = net.to(device=_settings["device"], dtype=getattr(torch, dtype)).eval()
-    _models.put(handle, net)
-    weights = canonical_weights(net)
-    return {
-        "weights": {name: list(value.shape) for name, value in weights.items()},
-        "parameters": int(sum(p.numel() for p in net.parameters())),
-        "layers": [name for name, _ in _leaf_modules(net)],
-    }
-
-
-def free(handle: str) -> None:
-    _models.drop(handle)
-
-
-def get_model(handle: str):
-    """The framework model behind a handle (for in-process users such as repro/)."""
-    return _models.get(handle)
 
 
 # -- canonical weights -------------------------------------------------------
@@ -92,15 +36,6 @@ def canonical_weights(net: torch.nn.Module) -> dict[str, np.ndarray]:
         for name, value in net.state_dict().items()
         if not name.endswith(NOT_WEIGHTS)
     }
-
-
-def save_weights(handle: str, path: str, metadata: dict | None = None) -> dict:
-    digest = save_canonical(path, canonical_weights(_models.get(handle)), {"framework": "torch", **(metadata or {})})
-    return {"digest": digest}
-
-
-def load_weights(handle: str, path: str) -> dict:
-    return _assign(_models.get(handle), load_canonical(path), f"torch model {handle!r}")
 
 
 def _assign(net: torch.nn.Module, tensors: dict[str, np.ndarray], target: str) -> dict:
@@ -126,26 +61,6 @@ def _state_dict_from(obj, path: str) -> dict:
     return {common.checkpoint_key(key): value for key, value in obj.items()}
 
 
-def load_native(handle: str, path: str) -> dict:
-    """Load a torch checkpoint (e.g. torchvision's ``resnet18-*.pth``) strictly: every key used."""
-    net = _models.get(handle)
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint not found: {path}") from None
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
-        raise ValueError(f"{path}: not a readable torch checkpoint ({str(error).splitlines()[0]})") from None
-    state = _state_dict_from(raw, path)
-    tensors = {k: v.detach().cpu().numpy() for k, v in state.items() if not k.endswith(NOT_WEIGHTS)}
-    audit = _assign(net, tensors, f"torch model {handle!r} (from {path})")
-    return {"tensors": len(tensors), "parameters": int(sum(p.numel() for p in net.parameters())), "audit": audit}
-
-
-def save_native(handle: str, path: str) -> dict:
-    atomic_write(path, lambda target: torch.save(_models.get(handle).state_dict(), target))
-    return {"path": path}
-
-
 # -- forward passes ----------------------------------------------------------
 
 def _leaf_modules(net: torch.nn.Module):
@@ -158,12 +73,12 @@ def _to_numpy(value) -> np.ndarray:
 
 def _outputs(result) -> dict[str, np.ndarray]:
     results = result if isinstance(result, (tuple, list)) else (result,)
-    return {common.output_key(i): _to_numpy(r) for i, r in enumerate(results)}
+    return {output_key(i): _to_numpy(r) for i, r in enumerate(results)}
 
 
-def _tensor(array: np.ndarray, like: torch.nn.Module | None = None) -> torch.Tensor:
+def _tensor(array: np.ndarray, device: str, like: torch.nn.Module | None = None) -> torch.Tensor:
     """Array -> tensor on the device; floating arrays take the model's dtype."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(_settings["device"])
+    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device)
     if like is not None and tensor.is_floating_point():
         tensor = tensor.to(next((p.dtype for p in like.parameters()), torch.get_default_dtype()))
     return tensor
@@ -186,45 +101,15 @@ class _Recorder:
                     "needs one module per call (e.g. relu1 and relu2, not one shared relu)"
                 )
             self.order.append(name)
-            self.arrays[common.layer_key(name)] = _to_numpy(output)
+            self.arrays[layer_key(name)] = _to_numpy(output)
             if self.with_inputs:
                 for i, x in enumerate(t for t in inputs if isinstance(t, torch.Tensor)):
-                    self.arrays[common.input_key(name, i)] = _to_numpy(x)
+                    self.arrays[input_key(name, i)] = _to_numpy(x)
         return record
 
     def close(self):
         for hook in self.hooks:
             hook.remove()
-
-
-def forward(handle: str, input_path: str, output_path: str, capture: bool = False) -> dict:
-    net = _models.get(handle)
-    x = _tensor(common.load_arrays(input_path)["x"], like=net)
-    recorder = _Recorder(net, with_inputs=True) if capture else None
-    try:
-        with torch.no_grad():
-            arrays = _outputs(net(x))
-    finally:
-        if recorder:
-            recorder.close()
-    if recorder:
-        arrays.update(recorder.arrays)
-    common.save_arrays(output_path, arrays)
-    return {"layers": recorder.order if recorder else []}
-
-
-def forward_isolated(handle: str, reference_path: str, output_path: str, layers: list[str]) -> dict:
-    """Run each layer alone on the reference framework's input to that layer."""
-    net = _models.get(handle)
-    modules = dict(net.named_modules())
-    reference = common.load_arrays(reference_path)
-    arrays = {}
-    with torch.no_grad():
-        for name in layers:
-            inputs = [_tensor(x, like=net) for x in common.layer_inputs(reference, name)]
-            arrays[common.layer_key(name)] = _to_numpy(modules[name](*inputs))
-    common.save_arrays(output_path, arrays)
-    return {"layers": layers}
 
 
 # -- gradients ---------------------------------------------------------------
@@ -240,73 +125,184 @@ def _loss(kind: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return functional.mse_loss(output, target)
 
 
-def gradients(handle: str, input_path: str, output_path: str, loss: str = "cross_entropy") -> dict:
-    """One train-mode forward/backward (dropout off); the model's state is restored after.
+# -- the ops ------------------------------------------------------------------
 
-    Writes the gradient of every parameter, of the input, and the state after the
-    pass: every weight that is not a trained parameter (BN running statistics, frozen
-    weights), all keyed by canonical name.
-    """
-    net = _models.get(handle)
-    modes = {module: module.training for module in net.modules()}
-    # what a pass can change, kept to restore (a copy of the whole model took 1 GB on VGG in float64)
-    buffers = {name: buffer.detach().clone() for name, buffer in net.named_buffers()}
-    try:
-        net.train()
-        for module in net.modules():
-            if isinstance(module, torch.nn.modules.dropout._DropoutNd):
-                module.eval()
-        data = common.load_arrays(input_path)
-        x = _tensor(data["x"], like=net).requires_grad_(True)
-        outputs = net(x)
-        outputs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
-        plan = common.loss_plan(loss, data, len(outputs))
-        value = sum(_loss(kind, out, _tensor(target, like=net)) for out, (kind, target) in zip(outputs, plan))
-        regulariser = getattr(net, "regularization_loss", None)
-        if regulariser is not None:
-            value = value + regulariser()
-        value.backward()
-        arrays = {f"grad:{n}": _to_numpy(p.grad) for n, p in net.named_parameters() if p.grad is not None}
-        trained = {n for n, p in net.named_parameters() if p.requires_grad}  # a pass cannot change them
-        arrays.update({f"state:{n}": v for n, v in canonical_weights(net).items() if n not in trained})
-        arrays[common.INPUT_GRADIENT] = _to_numpy(x.grad)
-        arrays["loss"] = np.asarray(value.item(), dtype=np.float64)
-        common.save_arrays(output_path, arrays)
-    finally:
+class TorchAdapter(Adapter):
+    framework = "torch"
+
+    def __init__(self):
+        self._models = common.Models()
+        self._settings = {"device": "cpu", "threads": 1, "deterministic": True}
+
+    @property
+    def _device(self) -> str:
+        return self._settings["device"]
+
+    def setup(self, threads: int = 1, device: str = "cpu", deterministic: bool = True) -> dict:
+        torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(threads)
+        except RuntimeError:  # may only be set before the first parallel op
+            pass
+        torch.use_deterministic_algorithms(deterministic)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = deterministic
+        torch.backends.cuda.matmul.allow_tf32 = False  # TF32 silently breaks float32 parity
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} requested but torch sees no CUDA device")
+        self._settings.update(device=device, threads=threads, deterministic=deterministic)
+        return self.environment()
+
+    def environment(self) -> dict:
+        return {
+            "framework": "torch",
+            "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
+            "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
+            "device": self._device,
+            "device_name": torch.cuda.get_device_name() if self._device.startswith("cuda") else platform.processor() or "cpu",
+            "flags": {
+                "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+                "cudnn_benchmark": torch.backends.cudnn.benchmark,
+                "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+                "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+            },
+        }
+
+    def build(self, handle: str, factory: str, model: str, config: dict, seed: int, dtype: str = "float32") -> dict:
+        seed_everything(seed)
+        net = common.load_factory(factory)(model, **config)
+        net = net.to(device=self._device, dtype=getattr(torch, dtype)).eval()
+        self._models.put(handle, net)
+        weights = canonical_weights(net)
+        return {
+            "weights": {name: list(value.shape) for name, value in weights.items()},
+            "parameters": int(sum(p.numel() for p in net.parameters())),
+            "layers": [name for name, _ in _leaf_modules(net)],
+        }
+
+    def free(self, handle: str) -> None:
+        self._models.drop(handle)
+
+    def model(self, handle: str):
+        """The framework model behind a handle (for in-process users such as repro/)."""
+        return self._models.get(handle)
+
+    def save_weights(self, handle: str, path: str, metadata: dict | None = None) -> dict:
+        digest = save_canonical(path, canonical_weights(self._models.get(handle)), {"framework": "torch", **(metadata or {})})
+        return {"digest": digest}
+
+    def load_weights(self, handle: str, path: str) -> dict:
+        return _assign(self._models.get(handle), load_canonical(path), f"torch model {handle!r}")
+
+    def load_native(self, handle: str, path: str) -> dict:
+        """Load a torch checkpoint (e.g. torchvision's ``resnet18-*.pth``) strictly: every key used."""
+        net = self._models.get(handle)
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
+        except FileNotFoundError:
+            raise FileNotFoundError(f"checkpoint not found: {path}") from None
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
+            raise ValueError(f"{path}: not a readable torch checkpoint ({str(error).splitlines()[0]})") from None
+        state = _state_dict_from(raw, path)
+        tensors = {k: v.detach().cpu().numpy() for k, v in state.items() if not k.endswith(NOT_WEIGHTS)}
+        audit = _assign(net, tensors, f"torch model {handle!r} (from {path})")
+        return {"tensors": len(tensors), "parameters": int(sum(p.numel() for p in net.parameters())), "audit": audit}
+
+    def save_native(self, handle: str, path: str) -> dict:
+        atomic_write(path, lambda target: torch.save(self._models.get(handle).state_dict(), target))
+        return {"path": path}
+
+    def forward(self, handle: str, input_path: str, output_path: str, capture: bool = False) -> dict:
+        net = self._models.get(handle)
+        x = _tensor(load_arrays(input_path)[protocol.INPUT_ARRAY], self._device, like=net)
+        recorder = _Recorder(net, with_inputs=True) if capture else None
+        try:
+            with torch.no_grad():
+                arrays = _outputs(net(x))
+        finally:
+            if recorder:
+                recorder.close()
+        if recorder:
+            arrays.update(recorder.arrays)
+        save_arrays(output_path, arrays)
+        return {"layers": recorder.order if recorder else []}
+
+    def forward_isolated(self, handle: str, reference_path: str, output_path: str, layers: list[str]) -> dict:
+        """Run each layer alone on the reference framework's input to that layer."""
+        net = self._models.get(handle)
+        modules = dict(net.named_modules())
+        reference = load_arrays(reference_path)
+        arrays = {}
         with torch.no_grad():
-            for name, buffer in net.named_buffers():
-                buffer.copy_(buffers[name])
-        for parameter in net.parameters():
-            parameter.grad = None
-        for module, training in modes.items():
-            module.train(training)
-    return {"loss": float(arrays["loss"])}
+            for name in layers:
+                inputs = [_tensor(x, self._device, like=net) for x in common.layer_inputs(reference, name)]
+                arrays[layer_key(name)] = _to_numpy(modules[name](*inputs))
+        save_arrays(output_path, arrays)
+        return {"layers": layers}
 
+    def gradients(self, handle: str, input_path: str, output_path: str, loss: str = "cross_entropy") -> dict:
+        """One train-mode forward/backward (dropout off); the model's state is restored after.
 
-# -- ONNX ----------------------------------------------------------------------
+        Writes the gradient of every parameter, of the input, and the state after the
+        pass: every weight that is not a trained parameter (BN running statistics, frozen
+        weights), all keyed by canonical name.
+        """
+        net = self._models.get(handle)
+        modes = {module: module.training for module in net.modules()}
+        # what a pass can change, kept to restore (a copy of the whole model took 1 GB on VGG in float64)
+        buffers = {name: buffer.detach().clone() for name, buffer in net.named_buffers()}
+        try:
+            net.train()
+            for module in net.modules():
+                if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+                    module.eval()
+            data = load_arrays(input_path)
+            x = _tensor(data[protocol.INPUT_ARRAY], self._device, like=net).requires_grad_(True)
+            outputs = net(x)
+            outputs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
+            plan = common.loss_plan(loss, data, len(outputs))
+            value = sum(_loss(kind, out, _tensor(target, self._device, like=net)) for out, (kind, target) in zip(outputs, plan))
+            regulariser = getattr(net, "regularization_loss", None)
+            if regulariser is not None:
+                value = value + regulariser()
+            value.backward()
+            arrays = {grad_key(n): _to_numpy(p.grad) for n, p in net.named_parameters() if p.grad is not None}
+            trained = {n for n, p in net.named_parameters() if p.requires_grad}  # a pass cannot change them
+            arrays.update({state_key(n): v for n, v in canonical_weights(net).items() if n not in trained})
+            arrays[protocol.INPUT_GRADIENT] = _to_numpy(x.grad)
+            arrays[protocol.LOSS] = np.asarray(value.item(), dtype=np.float64)
+            save_arrays(output_path, arrays)
+        finally:
+            with torch.no_grad():
+                for name, buffer in net.named_buffers():
+                    buffer.copy_(buffers[name])
+            for parameter in net.parameters():
+                parameter.grad = None
+            for module, training in modes.items():
+                module.train(training)
+        return {"loss": float(arrays[protocol.LOSS])}
 
-def export_onnx(handle: str, path: str, input_shape: list[int], opset: int = 18, exporter: str = "dynamo") -> dict:
-    net = _models.get(handle)
-    example = torch.zeros(tuple(input_shape), device=_settings["device"])
-    if exporter not in ("dynamo", "legacy"):
-        raise ValueError(f"unknown torch ONNX exporter {exporter!r}; use 'dynamo' or 'legacy'")
-    # the dynamo exporter writes big models as external data unless told not to
-    options = {"external_data": False} if exporter == "dynamo" else {}
-    checked = {}
+    def export_onnx(self, handle: str, path: str, input_shape: list[int], opset: int = 18, exporter: str = "dynamo") -> dict:
+        net = self._models.get(handle)
+        example = torch.zeros(tuple(input_shape), device=self._device)
+        if exporter not in ("dynamo", "legacy"):
+            raise ValueError(f"unknown torch ONNX exporter {exporter!r}; use 'dynamo' or 'legacy'")
+        # the dynamo exporter writes big models as external data unless told not to
+        options = {"external_data": False} if exporter == "dynamo" else {}
+        checked = {}
 
-    def write(temporary: str) -> None:  # checked before it is renamed into place
-        torch.onnx.export(net, (example,), temporary, dynamo=(exporter == "dynamo"), opset_version=opset,
-                          input_names=["input"], **options)
-        checked["opset"], checked["onnx"] = common.checked_onnx(temporary)
+        def write(temporary: str) -> None:  # checked before it is renamed into place
+            torch.onnx.export(net, (example,), temporary, dynamo=(exporter == "dynamo"), opset_version=opset,
+                              input_names=["input"], **options)
+            checked["opset"], checked["onnx"] = common.checked_onnx(temporary)
 
-    atomic_write(path, write)
-    opset_used, onnx_version = checked["opset"], checked["onnx"]
-    return {
-        "exporter": f"torch.onnx ({exporter})",
-        "opset": opset_used,
-        "versions": {"torch": torch.__version__, "onnx": onnx_version},
-        "input_layout": "NCHW",
-    }
-
-
-OPS = common.collect_ops(globals())
+        atomic_write(path, write)
+        opset_used, onnx_version = checked["opset"], checked["onnx"]
+        return {
+            "exporter": f"torch.onnx ({exporter})",
+            "opset": opset_used,
+            "versions": {"torch": torch.__version__, "onnx": onnx_version},
+            "input_layout": "NCHW",
+        }

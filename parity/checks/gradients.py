@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from parity.adapters.common import ArrayFile, layer_key
+from parity.protocol import ArrayFile, layer_key
 from parity.compare import (CONTINUITY_PROBE, LayerwiseResult, compare, compare_named, explained_by_discontinuity,
                             explained_by_own_roundoff, on_global_scale, own_error)
 from parity.pair import TwinPair

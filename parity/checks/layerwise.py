@@ -3,7 +3,7 @@ candidate layer is fed the reference's input to that layer, so only its own erro
 
 from __future__ import annotations
 
-from parity.adapters.common import layer_key
+from parity.protocol import layer_key
 from parity.compare import LayerwiseResult, compare_named
 from parity.pair import TwinPair
 from parity.verdict import CheckResult, require

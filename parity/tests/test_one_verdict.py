@@ -27,7 +27,7 @@ def test_the_command_and_pytest_fail_the_same_case_for_the_same_reason(twin_for,
     assert [c.name for c in contract.criteria if not c.passed] == [ONLY_FAILURE]
     assert "'tf': ['spare']" in contract.failures()[0]
 
-    patch = f"from parity import zoo; from parity.tests.test_one_verdict import SPARE; zoo.CASES[SPARE.name] = SPARE"
+    patch = "from parity import zoo; from parity.tests.test_one_verdict import SPARE; zoo.CASES[SPARE.name] = SPARE"
     code = f"import sys\n{patch}\nfrom parity.__main__ import main\nsys.exit(main(sys.argv[1:]))"
     report = tmp_path / "parity.json"
     result = subprocess.run([sys.executable, "-c", code, "check", SPARE.name, "--report", str(report)], cwd=ROOT,
