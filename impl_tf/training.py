@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from spec.recipes import AECNN_JOINT_WEIGHTS, PRECISIONS, OptimizerSpec, adam_step_scalars, loss_dtype, model_dtype
+from canon.training import AECNN_JOINT_WEIGHTS, PRECISIONS, OptimizerSpec, adam_step_scalars, float_dtype
 
 DICE_SMOOTH = 1e-6
 MIXED_POLICY = "mixed_bfloat16"  # Keras' policy for precision "bfloat16": float32 variables, bfloat16 compute
@@ -23,11 +23,11 @@ EXPORTED_AS_BUILT = ("float32",)
 
 
 def build_dtype(precision: str) -> str:
-    return MIXED_POLICY if precision == "bfloat16" else model_dtype(precision)
+    return MIXED_POLICY if precision == "bfloat16" else float_dtype(precision)
 
 
 def loss_value(kind: str, logits, target, inputs=None, label_smoothing: float = 0.0):
-    """The recipe's loss (spec.recipes.LOSSES) of the model's output(s) ``logits``; ``inputs``
+    """The recipe's loss (canon.training.TRAINING_LOSSES) of the model's output(s) ``logits``; ``inputs``
     are the reconstruction target of aecnn_joint."""
     if kind == "aecnn_joint":
         reconstruction, logits = logits
@@ -103,7 +103,7 @@ class Trainer:
             raise ValueError(f"precision {precision!r} needs a model built under the {compute!r} compute dtype, "
                              f"got {net.compute_dtype!r}")
         self.net, self.spec, self.loss, self.label_smoothing = net, optimizer, loss, label_smoothing
-        self.head_only, self.precision, self.dtype = head_only, precision, tf.as_dtype(loss_dtype(precision))
+        self.head_only, self.precision, self.dtype = head_only, precision, tf.as_dtype(float_dtype(precision))
         if not dropout:
             disable_dropout(net)
         head = {id(v) for v in last_dense(net).trainable_variables} if head_only else set()

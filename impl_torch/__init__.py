@@ -1,4 +1,4 @@
-"""PyTorch twin of the zoo. Imports torch and spec only."""
+"""PyTorch twin of the zoo. Imports torch and canon only."""
 
 from impl_torch.registry import create_model, list_models
 from impl_torch import models  # importing it registers every family's builder

@@ -19,7 +19,7 @@ class Add(nn.Module):
 
 
 def _tf_same_pads(x: torch.Tensor, kernel, stride, dilation) -> tuple[int, int, int, int]:
-    from spec.models.medianet import tf_same_padding
+    from canon.models.medianet import tf_same_padding
 
     top, bottom = tf_same_padding(x.shape[-2], kernel[0], stride[0], dilation[0])
     left, right = tf_same_padding(x.shape[-1], kernel[1], stride[1], dilation[1])

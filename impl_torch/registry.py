@@ -1,4 +1,4 @@
-"""``create_model(name, **cfg)``: spec resolves the config, the family's registered builder builds it.
+"""``create_model(name, **cfg)``: canon resolves the config, the family's registered builder builds it.
 
 Each family module registers its builder where it is defined (``@register_family("resnet")``);
 ``impl_torch/__init__.py`` imports ``impl_torch.models``, which imports them all.
@@ -10,14 +10,14 @@ from typing import Callable
 
 import torch
 
-from spec import models as spec_models
-from spec.errors import UnknownModelError
+from canon import models as spec_models
+from canon.errors import UnknownModelError
 
 _BUILDERS: dict[str, Callable[..., torch.nn.Module]] = {}
 
 
 def register_family(family: str) -> Callable:
-    """Decorator: ``builder(config)`` builds every spec model whose config names ``family``."""
+    """Decorator: ``builder(config)`` builds every canon model whose config names ``family``."""
     def register(builder):
         if family in _BUILDERS:
             raise ValueError(f"family {family!r} has two PyTorch builders: {_BUILDERS[family].__qualname__}, "

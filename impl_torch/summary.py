@@ -3,7 +3,7 @@
 import sys
 
 from impl_torch import create_model
-from spec.summary import main
+from canon.summary import main
 
 
 def count(name: str, config: dict) -> tuple[dict[str, int], dict[str, int]]:

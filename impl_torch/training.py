@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spec.recipes import AECNN_JOINT_WEIGHTS, PRECISIONS, OptimizerSpec, adam_step_scalars, loss_dtype, model_dtype
+from canon.training import AECNN_JOINT_WEIGHTS, PRECISIONS, OptimizerSpec, adam_step_scalars, float_dtype
 
 DICE_SMOOTH = 1e-6
 # bfloat16 is autocast inside the step: the model is built, and exported to ONNX, in float32
@@ -20,12 +20,12 @@ EXPORTED_AS_BUILT = ("float32", "bfloat16")
 
 
 def build_dtype(precision: str) -> str:
-    return model_dtype(precision)
+    return float_dtype(precision)
 
 
 def loss_value(kind: str, logits, target: torch.Tensor, inputs: torch.Tensor | None = None,
                label_smoothing: float = 0.0):
-    """The recipe's loss (spec.recipes.LOSSES) of the model's output(s) ``logits``; ``inputs``
+    """The recipe's loss (canon.training.TRAINING_LOSSES) of the model's output(s) ``logits``; ``inputs``
     are the reconstruction target of aecnn_joint."""
     if kind == "aecnn_joint":
         reconstruction, logits = logits
@@ -80,7 +80,7 @@ class Trainer:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.net, self.spec, self.loss, self.label_smoothing = net, optimizer, loss, label_smoothing
         self.head_only, self.precision = head_only, precision
-        self.device, self.dtype = next(net.parameters()).device, getattr(torch, loss_dtype(precision))
+        self.device, self.dtype = next(net.parameters()).device, getattr(torch, float_dtype(precision))
         if not dropout:
             disable_dropout(net)
         head = {id(p) for p in last_linear(net).parameters()} if head_only else set()

@@ -25,7 +25,7 @@ from parity.verdict import CHECK_NAMES, CheckResult
 from parity.report import ParityReport, format_table, summarize
 from parity.runners import FrameworkRunner
 from parity.worker import DEFAULT_CALL_TIMEOUT, WorkerError, WorkerFailure
-from spec.files import PathError, check_writable_folder
+from canon.files import PathError, check_writable_folder
 
 EXIT_STATUS = """\
 exit status: 0 every check passes; 1 a check fails, or a worker crashed, stopped answering (--timeout)
@@ -130,7 +130,7 @@ def run_port(command, args) -> int:
     import json
 
     from parity.port import port_checkpoint
-    from spec.errors import ConfigError, UnknownModelError
+    from canon.errors import ConfigError, UnknownModelError
 
     try:
         config = json.loads(args.config)

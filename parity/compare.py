@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from spec.tolerances import Tolerance, ToleranceSet
+from canon.tolerances import Tolerance, ToleranceSet
 
 # Denominators of the relative error below this fraction of the reference's
 # largest magnitude are raised to it, so values near zero do not dominate.

@@ -18,9 +18,9 @@ import numpy as np
 from parity import frameworks
 from parity.protocol import INPUT_GRADIENT, ArrayFile, output_key
 from parity.runners import BuiltModel, FrameworkRunner, discard
-from spec import inputs as spec_inputs
-from spec.tolerances import ToleranceSet
-from spec.weights import load_canonical, save_canonical
+from canon import inputs as spec_inputs
+from canon.tolerances import ToleranceSet
+from canon.weights import load_canonical, save_canonical
 
 
 @dataclass(frozen=True)

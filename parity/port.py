@@ -21,11 +21,11 @@ from parity import frameworks
 from parity.protocol import layer_key, output_key
 from parity.compare import compare, compare_named
 from parity.runners import FrameworkRunner
-from spec import inputs as spec_inputs
-from spec import models as spec_models
-from spec.errors import ConfigError
-from spec.files import atomic_write_bytes
-from spec.tolerances import ToleranceSet
+from canon import inputs as spec_inputs
+from canon import models as spec_models
+from canon.errors import ConfigError
+from canon.files import atomic_write_bytes
+from canon.tolerances import ToleranceSet
 
 def port_checkpoint(model: str, checkpoint: str, out_dir: str, factories: dict, config: dict | None = None,
                     source: str = frameworks.REFERENCE, target: str | None = None, input_shape: tuple[int, ...] | None = None,

@@ -15,17 +15,17 @@ from typing import Mapping
 
 import numpy as np
 
-from spec.files import atomic_write
+from canon.files import atomic_write
+from canon.training import OUTPUT_LOSSES
 
 # -- keys of the exchanged arrays ---------------------------------------------------------
 INPUT_ARRAY = "x"  # the model input, canonical layout (NCHW)
 OUTPUT, LAYER, INPUT, GRAD, STATE, TARGETS = "output", "layer", "input", "grad", "state", "targets"
 LOSS = "loss"  # the scalar loss of a gradients pass
 INPUT_GRADIENT = f"{GRAD}:input"
-# The loss kinds a gradients pass takes (one per model output; their sum is the loss):
-# cross_entropy on class indices, bce_logits on 0/1 labels, bce on probabilities (log clamped at
-# -100 as torch's BCELoss), mse.
-LOSSES = ("cross_entropy", "bce_logits", "bce", "mse")
+# The loss kinds a gradients pass takes, one per model output (their sum is the loss): the
+# per-output kinds of the one loss vocabulary, canon.training.LOSSES.
+LOSSES = OUTPUT_LOSSES
 
 
 def output_key(index: int) -> str:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from parity.verdict import CHECK_NAMES
-from spec.files import atomic_write_bytes
+from canon.files import atomic_write_bytes
 
 SCHEMA = "twinframe-parity/2"  # /2: every check's section is a CheckResult (passed, criteria, error)
 

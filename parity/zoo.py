@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from parity import frameworks
 from parity.pair import ParityCase
-from spec.tolerances import DTYPE_DEFAULTS, Tolerance, ToleranceSet
+from canon.tolerances import DTYPE_DEFAULTS, Tolerance, ToleranceSet
 
 ZOO_FACTORIES = frameworks.model_factories()
 

@@ -12,7 +12,7 @@ import os
 
 from parity import frameworks
 from parity.worker import DETERMINISTIC_ENV
-from spec.recipes import Recipe
+from repro.recipes import Recipe
 
 HANDLE = "run"
 

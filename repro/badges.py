@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from spec.files import atomic_write_bytes
+from canon.files import atomic_write_bytes
 
 COLORS = {"pass": "#4c1", "fail": "#e05d44", "not checked": "#9f9f9f"}
 SHIELDS_COLORS = {"pass": "brightgreen", "fail": "red", "not checked": "lightgrey"}

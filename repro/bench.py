@@ -26,8 +26,8 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from parity import frameworks  # noqa: E402
-from spec import data as spec_data  # noqa: E402
-from spec.recipes import get_recipe  # noqa: E402
+from repro.data import datasets  # noqa: E402
+from repro.recipes import get_recipe  # noqa: E402
 
 WARMUP = 3
 
@@ -39,12 +39,12 @@ def measure(framework: str, deterministic: bool, model: str, config: dict, batch
     from repro.record import RunRecord
 
     recipe = get_recipe("medianet", batch_size=batch_size, input_size=input_size, epochs=1)
-    dataset = spec_data.load_digits(seed=0)
+    dataset = datasets.load_digits(seed=0)
     train = dataset.splits["train"]
     backend = Backend(framework, threads=1, deterministic=deterministic)
     backend.build(model, {"num_classes": 10, "in_channels": 1, **config}, recipe.seed)
-    order = spec_data.epoch_order(recipe.seed, 0, len(train.labels))
-    batches = [order[i] for i in spec_data.batch_slices(len(order), batch_size, drop_last=True)][:steps + WARMUP]
+    order = datasets.epoch_order(recipe.seed, 0, len(train.labels))
+    batches = [order[i] for i in datasets.batch_slices(len(order), batch_size, drop_last=True)][:steps + WARMUP]
     prepared = [(preprocess(train.images[b], recipe), loss_targets(train.labels[b], dataset.task)) for b in batches]
 
     def timed(step) -> float:
@@ -70,7 +70,7 @@ def measure(framework: str, deterministic: bool, model: str, config: dict, batch
 def timed_pipeline(trainer, train, recipe, task, record, batches, batch_size) -> float:
     """repro.loop's per-batch work, as train() does it, on the same batches."""
     from repro.loop import loss_targets, preprocess
-    from spec.recipes import lr_table
+    from repro.recipes import lr_table
 
     table = lr_table(recipe, len(batches))
 

@@ -10,7 +10,7 @@ fails every verdict that involves its run, by name.  Then three questions, each 
                   (final weights' sha256, every logged step and epoch metric)
   2. parity       the torch and tf runs of the same settings and initial weights (run.py
                   --parity) agree per step (loss, learning rate), per epoch, in their final
-                  weights and test predictions, within spec.tolerances.TRAJECTORY
+                  weights and test predictions, within canon.tolerances.TRAJECTORY
   3. onnx         each run's final.onnx in onnxruntime gives its own framework's predictions,
                   and the two frameworks' exports agree with each other
 
@@ -41,10 +41,10 @@ from parity import frameworks  # noqa: E402
 from parity.compare import RELATIVE_FLOOR, compare  # noqa: E402
 from repro import badges  # noqa: E402
 from repro.record import MANIFEST, METRICS, STATUS_COMPLETE, sha256_file  # noqa: E402
-from spec.errors import TwinframeError  # noqa: E402
-from spec.tolerances import ONNX_AGAINST_FRAMEWORK, TRAJECTORY, Tolerance  # noqa: E402
-from spec.files import atomic_write_bytes  # noqa: E402
-from spec.weights import load_canonical  # noqa: E402
+from canon.errors import TwinframeError  # noqa: E402
+from canon.tolerances import ONNX_AGAINST_FRAMEWORK, TRAJECTORY, Tolerance  # noqa: E402
+from canon.files import atomic_write_bytes  # noqa: E402
+from canon.weights import load_canonical  # noqa: E402
 
 ONNX_SAMPLES = 32  # test samples run through each ONNX file
 UNTIMED = ("wall_s",)  # logged but not part of a run's result
@@ -375,7 +375,7 @@ def onnx_inputs(run: Run) -> np.ndarray:
 def _inputs_for(settings_key: str) -> np.ndarray:
     from repro.loop import make_batch
     from repro.run import load_dataset
-    from spec.recipes import get_recipe
+    from repro.recipes import get_recipe
 
     settings = json.loads(settings_key)
     recipe = get_recipe(settings["recipe"], **settings["recipe_overrides"])

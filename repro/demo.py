@@ -96,7 +96,7 @@ class ProgressBoard:
 
 def run_progress(out: Path) -> dict | None:
     """How far a run is, from its manifest and metrics (both written atomically or by line)."""
-    from spec.data import training_batches
+    from repro.data.datasets import training_batches
 
     try:
         manifest = json.loads((out / "manifest.json").read_text())

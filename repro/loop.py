@@ -16,18 +16,17 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from repro import metrics
+from repro.data import augment, datasets
+from repro.recipes import PlateauState, Recipe, clip_norm_at, lr_table
 from repro.record import RunRecord
-from spec import augment
-from spec import data as spec_data
-from spec import metrics as spec_metrics
-from spec.recipes import PlateauState, Recipe, clip_norm_at, lr_table
 
-MULTI_LABEL, SEGMENTATION = spec_data.MULTI_LABEL, spec_data.SEGMENTATION
+MULTI_LABEL, SEGMENTATION = datasets.MULTI_LABEL, datasets.SEGMENTATION
 
 
 def preprocess(images: np.ndarray, recipe: Recipe) -> np.ndarray:
     """uint8 NHWC -> float32 NCHW: pixel/255, grayscale to RGB, central zero-padding, mean/std."""
-    x = spec_data.to_float_nchw(images)
+    x = datasets.to_float_nchw(images)
     if recipe.to_rgb and x.shape[1] == 1:
         x = np.repeat(x, 3, axis=1)
     if recipe.normalize is not None:
@@ -98,7 +97,7 @@ def evaluate_split(trainer, split, recipe: Recipe, task: str) -> tuple[dict, np.
     segmentation; none besides the loss for a reconstruction) of one split; returns the model's
     predictions too."""
     outputs, targets, losses, n = [], [], 0.0, len(split.labels)
-    for index in spec_data.batch_slices(n, recipe.eval_batch_size):
+    for index in datasets.batch_slices(n, recipe.eval_batch_size):
         x, y = make_batch(split, index, recipe, task)
         out, loss = trainer.evaluate(x, y)
         outputs.append(out)
@@ -106,11 +105,11 @@ def evaluate_split(trainer, split, recipe: Recipe, task: str) -> tuple[dict, np.
         losses += loss * len(out)
     outputs = np.concatenate(outputs)
     if task == SEGMENTATION:
-        scores = {"dice": spec_metrics.dice(outputs, np.concatenate(targets), threshold=0.5)}
+        scores = {"dice": metrics.dice(outputs, np.concatenate(targets), threshold=0.5)}
     elif recipe.loss == "mse":
         scores = {}  # a reconstruction: its loss is the metric
     else:
-        scores = spec_metrics.evaluate(split.labels, outputs, task)
+        scores = metrics.evaluate(split.labels, outputs, task)
     return {"loss": losses / n, **scores}, outputs
 
 
@@ -122,7 +121,7 @@ def train(trainer, backend, dataset, recipe: Recipe, record: RunRecord, state: L
         return state
     train_split, task = dataset.splits["train"], dataset.task
     n = len(train_split.labels)
-    batches = spec_data.training_batches(n, recipe.batch_size)
+    batches = datasets.training_batches(n, recipe.batch_size)
     table = lr_table(recipe, len(batches))
     plateau = PlateauState(**state.plateau)
     epochs = progress.bar(recipe.epochs, "epochs", leave=True)
@@ -132,7 +131,7 @@ def train(trainer, backend, dataset, recipe: Recipe, record: RunRecord, state: L
         if max_epochs_this_call is not None and done_now >= max_epochs_this_call:
             break
         started = time.perf_counter()
-        order = spec_data.epoch_order(recipe.seed, epoch, n)
+        order = datasets.epoch_order(recipe.seed, epoch, n)
         clip = clip_norm_at(recipe, epoch)
         bar = progress.bar(len(batches), f"epoch {epoch + 1}/{recipe.epochs}", leave=False)
         train_loss = 0.0
@@ -180,14 +179,14 @@ def knn_evaluate(trainer, dataset, recipe: Recipe) -> dict:
     """medmnist_plus knn: no training; k nearest train embeddings vote."""
     def embed(split):
         return np.concatenate([trainer.embed(preprocess(split.images[i], recipe))
-                               for i in spec_data.batch_slices(len(split.labels), recipe.eval_batch_size)])
+                               for i in datasets.batch_slices(len(split.labels), recipe.eval_batch_size)])
 
     train_split = dataset.splits["train"]
     bank = embed(train_split)
     results = {}
     for name in ("val", "test"):
         split = dataset.splits[name]
-        predicted = spec_metrics.knn_predict(bank, train_split.labels, embed(split), k=recipe.knn_k, task=dataset.task)
+        predicted = metrics.knn_predict(bank, train_split.labels, embed(split), k=recipe.knn_k, task=dataset.task)
         truth = split.labels if dataset.task == MULTI_LABEL else split.labels.reshape(-1)
         results[f"{name}_acc"] = float(np.mean(predicted == truth))
     return results

@@ -61,7 +61,7 @@ def trajectories(pairs, path: Path) -> Path:
 
 def differences(pairs, path: Path) -> Path:
     """|loss_tf - loss_torch| / |loss_torch| per step, log scale, with the tolerance."""
-    from spec.tolerances import TRAJECTORY
+    from canon.tolerances import TRAJECTORY
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 3.6))

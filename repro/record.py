@@ -14,7 +14,7 @@
                        be mixed across epochs or runs; a checkpoint is this one file
     .lock              held (flock) by the one process writing the record
 
-Every file is written to a temporary name and renamed (spec.files); metrics are appended a
+Every file is written to a temporary name and renamed (canon.files); metrics are appended a
 line at a time.  A record is resumed only from a checkpoint whose every part verifies.
 """
 
@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spec.errors import ConfigError
-from spec.files import (TEMPORARY_PREFIX, append_line, atomic_write, atomic_write_bytes, remove_temporaries,
+from canon.errors import ConfigError
+from canon.files import (TEMPORARY_PREFIX, append_line, atomic_write, atomic_write_bytes, remove_temporaries,
                         writable_folder)
 
 MANIFEST, METRICS, CHECKPOINT, LOCK = "manifest.json", "metrics.jsonl", "checkpoint.json", ".lock"

@@ -31,11 +31,12 @@ if str(ROOT) not in sys.path:  # `python repro/run.py` from a checkout
 from parity import frameworks  # noqa: E402
 from repro.init_weights import PARITY_INIT_FRAMEWORK  # noqa: E402
 from repro.record import RunRecord, git_state, package_versions, platform_info, sha256_file  # noqa: E402
-from spec import data as spec_data  # noqa: E402
-from spec import models as spec_models  # noqa: E402
-from spec.errors import TwinframeError  # noqa: E402
-from spec.files import DiskFullError  # noqa: E402
-from spec.recipes import AECNN_REPORT_SIZE, PRECISIONS, RECIPES, get_recipe  # noqa: E402
+from repro.data import datasets  # noqa: E402
+from canon import models as spec_models  # noqa: E402
+from canon.errors import TwinframeError  # noqa: E402
+from canon.files import DiskFullError  # noqa: E402
+from repro.recipes import AECNN_REPORT_SIZE, RECIPES, get_recipe  # noqa: E402
+from canon.training import PRECISIONS  # noqa: E402
 
 DEFAULT_RECIPE, DEFAULT_MODEL, DEFAULT_DATASET = "medianet", "resnet18", "digits"
 DATASETS = ("digits", "medmnist", "medianet_folder", "segmentation")
@@ -145,7 +146,7 @@ def resolve_settings(args: argparse.Namespace) -> dict:
     if args.dataset != "digits" and not args.data_dir:
         raise TwinframeError(f"--dataset {args.dataset} needs --data-dir")
     if args.dataset == "medmnist" and not args.flag:
-        raise TwinframeError(f"--dataset medmnist needs --flag (one of {', '.join(spec_data.MEDMNIST_FLAGS)})")
+        raise TwinframeError(f"--dataset medmnist needs --flag (one of {', '.join(datasets.MEDMNIST_FLAGS)})")
     model = args.model or (recipe.default_model if recipe.stage else DEFAULT_MODEL)
     if recipe.stage in (2, 3) and model != recipe.default_model:
         raise TwinframeError(f"aecnn stage {recipe.stage} trains {recipe.default_model!r}, not {model!r}")
@@ -237,15 +238,15 @@ def check_trainable(dataset, recipe) -> None:
 def load_dataset(settings: dict):
     kind = settings["dataset"]
     if kind == "digits":
-        dataset = spec_data.load_digits(seed=0)
+        dataset = datasets.load_digits(seed=0)
     elif kind == "medmnist":
-        dataset = spec_data.load_medmnist(settings["flag"], settings["size"], settings["data_dir"])
+        dataset = datasets.load_medmnist(settings["flag"], settings["size"], settings["data_dir"])
     elif kind == "segmentation":
-        dataset = spec_data.load_segmentation(Path(settings["data_dir"]) / spec_data.SEGMENTATION_FILENAME)
+        dataset = datasets.load_segmentation(Path(settings["data_dir"]) / datasets.SEGMENTATION_FILENAME)
     else:
-        dataset = spec_data.load_medianet_folder(settings["data_dir"])
+        dataset = datasets.load_medianet_folder(settings["data_dir"])
     if settings["limit"]:
-        dataset = spec_data.subset(dataset, {name: settings["limit"] for name in dataset.splits})
+        dataset = datasets.subset(dataset, {name: settings["limit"] for name in dataset.splits})
     return dataset
 
 
@@ -283,7 +284,7 @@ def start_from(backend, recipe, run_dirs: list[str]) -> list[dict]:
     load's audit proves every weight of the model was given exactly once."""
     import tempfile
 
-    from spec.weights import load_canonical, merge_prefixed, save_canonical
+    from canon.weights import load_canonical, merge_prefixed, save_canonical
 
     sources = init_sources(recipe, run_dirs)
     if sources:
@@ -313,11 +314,11 @@ def start_from_parity_init(backend, model: str, config: dict, seed: int) -> None
 
 def check_fit(recipe, dataset, model: str) -> None:
     """The recipe's loss fits the data's task, and its crops fit the images."""
-    fits = {"bce_dice": {spec_data.SEGMENTATION}, "bce_logits": {spec_data.MULTI_LABEL},
-            "aecnn_joint": {spec_data.MULTI_LABEL}}
-    segmentation = dataset.task == spec_data.SEGMENTATION
+    fits = {"bce_dice": {datasets.SEGMENTATION}, "bce_logits": {datasets.MULTI_LABEL},
+            "aecnn_joint": {datasets.MULTI_LABEL}}
+    segmentation = dataset.task == datasets.SEGMENTATION
     if (recipe.loss in fits and dataset.task not in fits[recipe.loss]) or (segmentation and recipe.loss != "bce_dice") \
-            or (recipe.loss == "cross_entropy" and dataset.task == spec_data.MULTI_LABEL):
+            or (recipe.loss == "cross_entropy" and dataset.task == datasets.MULTI_LABEL):
         raise TwinframeError(f"recipe {recipe.name!r} (loss {recipe.loss}) does not fit the {dataset.task!r} data "
                              f"of {dataset.name!r}")
     height, width = dataset.splits["train"].images.shape[1:3]
@@ -330,7 +331,7 @@ def check_fit(recipe, dataset, model: str) -> None:
         raise TwinframeError(f"crop {recipe.crop} is larger than the {'resized ' if recipe.resize else ''}training "
                              f"images of {dataset.name!r} ({source} px){hint}")
     if spec_models.resolve(model).family == "aecnn":
-        from spec.models.aecnn import check_input_size
+        from canon.models.aecnn import check_input_size
 
         for size in {recipe.crop, recipe.eval_resize} - {None}:
             check_input_size(size, size)
@@ -342,11 +343,11 @@ def _multiple_of_4(value: float) -> int:
 
 def model_config(settings: dict, recipe, dataset) -> dict:
     check_fit(recipe, dataset, settings["model"])
-    if dataset.task == spec_data.SEGMENTATION:
+    if dataset.task == datasets.SEGMENTATION:
         config = {"in_channels": dataset.channels, "out_channels": 1, **settings["model_config"]}
         spec_models.resolve(settings["model"], **config)
         return config
-    outputs = dataset.num_labels if dataset.task == spec_data.MULTI_LABEL else dataset.num_classes
+    outputs = dataset.num_labels if dataset.task == datasets.MULTI_LABEL else dataset.num_classes
     channels = 3 if recipe.to_rgb else dataset.channels
     config = {"num_classes": outputs, "in_channels": channels, **settings["model_config"]}
     spec_models.resolve(settings["model"], **config)  # unknown model or option: fails here, before training
@@ -564,7 +565,7 @@ def label_metrics(recipe, dataset, logits) -> dict:
     """Multi-label: the per-label ROC-AUC table.  chest_multilabel on 15 labels (14 findings and
     "No Finding" last, as the seed) adds normal/abnormal accuracy and disease recall; ChestMNIST's
     14 labels have no "No Finding" column, so there they are not defined."""
-    from spec import metrics
+    from repro import metrics
 
     if dataset.task != metrics.MULTI_LABEL or recipe.loss == "mse":
         return {}

@@ -18,9 +18,9 @@ def test_import_contracts_hold():
 
 
 def test_framework_free_modules_load_no_framework():
-    """Importing spec and the parity core (as the pytest process does) pulls in neither framework."""
+    """Importing canon and the parity core (as the pytest process does) pulls in neither framework."""
     code = (
-        "import sys, spec.models, spec.layout, spec.weights, spec.tolerances, spec.inputs, "
+        "import sys, canon.models, canon.layout, canon.weights, canon.tolerances, canon.inputs, "
         "parity.worker, parity.compare, parity.verdict, parity.pair, parity.checks, parity.runners, parity.report, parity.zoo, "
         "parity.__main__, parity.adapters.common, parity.protocol, parity.frameworks\n"
         "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'tensorflow', 'keras', 'tf2onnx', 'impl_torch', 'impl_tf'})\n"

@@ -1,11 +1,11 @@
-"""The NumPy-side image pipelines (spec/augment.py): geometry, seeding, masks follow images."""
+"""The NumPy-side image pipelines (canon/augment.py): geometry, seeding, masks follow images."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from spec import augment
+from repro.data import augment
 
 
 def images(n=4, size=48, channels=1, seed=0):
@@ -59,12 +59,12 @@ def test_no_geometry_means_no_transform_and_unknown_pipelines_are_named():
 
 
 def test_augmenting_loads_no_framework():
-    """albumentations' __init__ imports torch whenever torch is installed; spec.augment keeps it
+    """albumentations' __init__ imports torch whenever torch is installed; repro.data.augment keeps it
     out, or a TF training run would hold both frameworks."""
     import subprocess
     import sys
 
-    code = ("import sys, numpy as np; from spec import augment; t, _ = augment.transforms('segmentation', 32); "
+    code = ("import sys, numpy as np; from repro.data import augment; t, _ = augment.transforms('segmentation', 32); "
             "augment.apply_to_batch(t, np.zeros((2, 40, 40, 3), np.uint8), seed=1); "
             "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

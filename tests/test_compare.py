@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from parity.compare import LayerwiseResult, bitwise_equal, compare, compare_named
-from spec.tolerances import Tolerance, ToleranceSet
+from canon.tolerances import Tolerance, ToleranceSet
 
 F32 = Tolerance(rtol=1.3e-6, atol=1e-5)
 finite = st.floats(-1e6, 1e6, width=32)
@@ -129,7 +129,7 @@ def test_gradient_rejudged_by_the_float64_gradients_own_jump():
 def test_a_chunked_comparison_reports_what_a_whole_tensor_pass_does(monkeypatch):
     """Large tensors are judged in pieces; the statistics must not depend on the piece size."""
     import parity.compare as comparator
-    from spec.tolerances import Tolerance
+    from canon.tolerances import Tolerance
 
     rng = np.random.default_rng(4)
     r = rng.standard_normal((37, 53))

@@ -15,7 +15,7 @@ import pytest
 
 from repro import compare
 from repro.record import sha256_file
-from spec.weights import save_canonical
+from canon.weights import save_canonical
 
 SETTINGS = {"recipe": "medianet", "recipe_overrides": {"epochs": 1, "batch_size": 32, "seed": 153},
             "model": "linear", "model_config": {}, "dataset": "digits", "flag": None, "size": 28, "data_dir": None,
@@ -26,8 +26,8 @@ WEIGHT = np.random.default_rng(0).standard_normal((64, 10)).astype(np.float32)
 
 def digits_inputs() -> np.ndarray:
     from repro.loop import make_batch
-    from spec.data import load_digits, subset
-    from spec.recipes import get_recipe
+    from repro.data.datasets import load_digits, subset
+    from repro.recipes import get_recipe
 
     dataset = subset(load_digits(seed=0), {"train": 64, "val": 64, "test": 64})
     split = dataset.splits["test"]

@@ -1,13 +1,13 @@
-"""spec/data.py: the MedMNIST and per-sample npz formats, synthetic generators, digits, batching order."""
+"""canon/data.py: the MedMNIST and per-sample npz formats, synthetic generators, digits, batching order."""
 
 import re
 
 import numpy as np
 import pytest
 
-import spec.weights
-from spec import data
-from spec.data import DataError
+import canon.weights
+from repro.data import datasets as data
+from repro.data.datasets import DataError
 
 SMALL = (60, 12, 24)
 
@@ -216,7 +216,7 @@ def test_failed_write_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
     def fail(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(spec.weights.os, "replace", fail)
+    monkeypatch.setattr(canon.weights.os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
         data.write_synthetic_medmnist(tmp_path, "breastmnist", 28, (4, 2, 2), seed=1)
     assert [p.name for p in tmp_path.iterdir()] == ["breastmnist.npz"]

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Where a framework may be named in code: the table itself and the code that runs inside a
 # framework's own process (its adapter, its twins and trainer).
 MAY_NAME_A_FRAMEWORK = ("parity/frameworks.py", "parity/adapters/", "impl_torch/", "impl_tf/")
-PRODUCT = ("parity", "repro", "spec")
+PRODUCT = ("parity", "repro", "canon")
 NAMES = {"torch", "tf", "tensorflow", "keras", "jax", "pytorch"}
 
 

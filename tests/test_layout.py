@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from spec import layout
+from canon import layout
 
 dims = st.integers(1, 5)
 floats = st.floats(-1e3, 1e3, width=32)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from spec import models
-from spec.errors import ConfigError
-from spec.models.medianet import DiETPlan, ResPlan, check_input_size, mdires_count, stage_plan, tf_same_padding
+from canon import models
+from canon.errors import ConfigError
+from canon.models.medianet import DiETPlan, ResPlan, check_input_size, mdires_count, stage_plan, tf_same_padding
 
 
 def test_paper_variants_resolve_to_the_paper_table():

@@ -1,4 +1,4 @@
-"""spec.metrics: the medmnist evaluator's ACC/AUC, per-label AUC, Dice, chest normal/abnormal, kNN."""
+"""repro.metrics: the medmnist evaluator's ACC/AUC, per-label AUC, Dice, chest normal/abnormal, kNN."""
 
 import json
 import math
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from spec import metrics
-from spec.metrics import (BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL, dice, disease_recall, evaluate, knn_predict,
+from repro import metrics
+from repro.metrics import (BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL, dice, disease_recall, evaluate, knn_predict,
                           mean_auc, medmnist_acc, medmnist_auc, normal_abnormal_accuracy, per_label_auc,
                           scores_from_logits, sigmoid, softmax)
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from spec.errors import ConfigError
-from spec.recipes import PlateauState, clip_norm_at, cosine_epoch_lr, get_recipe, lr_table, medianet_lr
+from canon.errors import ConfigError
+from repro.recipes import PlateauState, clip_norm_at, cosine_epoch_lr, get_recipe, lr_table, medianet_lr
 
 
 def test_medianet_table_at_paper_length_follows_the_three_phases():
@@ -72,7 +72,7 @@ def test_chest_clipping_norm_grows_after_epoch_ten():
 
 
 def test_adam_step_scalars_place_eps_as_each_framework_does():
-    from spec.recipes import OptimizerSpec, adam_step_scalars
+    from canon.training import OptimizerSpec, adam_step_scalars
 
     torch_style = OptimizerSpec(1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, decoupled=True)
     step_size, root, decay = adam_step_scalars(torch_style, 3, 1e-3)

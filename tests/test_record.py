@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from repro.record import RunRecord, sha256_file
-from spec.errors import ConfigError
-from spec.weights import save_canonical
+from canon.errors import ConfigError
+from canon.weights import save_canonical
 
 
 def manifest(seed: int = 153, framework: str = "torch") -> dict:
@@ -222,7 +222,7 @@ def test_an_unreadable_state_file_is_named(tmp_path):
 def test_a_run_resumed_after_early_stopping_trains_no_more_epochs():
     """Its finish was interrupted: the resume goes straight to the finish (nothing else is touched)."""
     from repro.loop import LoopState, Progress, train
-    from spec.recipes import get_recipe
+    from repro.recipes import get_recipe
 
     state = LoopState(next_epoch=3, stopped_early=True)
     assert train(None, None, None, get_recipe("chest_multilabel"), None, state, Progress(False)) is state

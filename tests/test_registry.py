@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from spec import models
-from spec.errors import ConfigError, UnknownModelError
-from spec.models.resnet import block_plan
+from canon import models
+from canon.errors import ConfigError, UnknownModelError
+from canon.models.resnet import block_plan
 
 
 def test_unknown_model_lists_the_known_ones():
@@ -50,7 +50,7 @@ def test_every_spec_model_has_a_builder_in_this_twin(package):
     needed = {name: models.resolve(name).family for name in models.list_models()}
     missing = sorted(f"{name} (family {family})" for name, family in needed.items() if family not in registered)
     assert not missing, f"{package} has no builder for: {', '.join(missing)}"
-    assert registered - set(needed.values()) == set(), f"{package} builds families no spec model names"
+    assert registered - set(needed.values()) == set(), f"{package} builds families no canon model names"
 
 
 def test_every_spec_model_has_a_parity_case_or_a_reasoned_exemption():
@@ -58,7 +58,7 @@ def test_every_spec_model_has_a_parity_case_or_a_reasoned_exemption():
 
     with_case = {case.model for case in zoo.CASES.values()}
     uncovered = sorted(set(models.list_models()) - with_case - set(NO_PARITY_CASE))
-    assert not uncovered, f"spec models without a parity case (add one to parity/zoo.py): {uncovered}"
+    assert not uncovered, f"canon models without a parity case (add one to parity/zoo.py): {uncovered}"
     stale = sorted(set(NO_PARITY_CASE) & with_case)
     assert not stale, f"exempt models that now have a case: {stale}"
     assert set(NO_PARITY_CASE) <= set(models.list_models())

@@ -2,7 +2,7 @@ import json
 
 from parity.compare import compare_named
 from parity.report import ParityReport, format_table, summarize
-from spec.tolerances import ToleranceSet
+from canon.tolerances import ToleranceSet
 import numpy as np
 
 

@@ -98,7 +98,7 @@ def test_a_run_is_never_overwritten_and_a_complete_one_not_resumed(framework_run
 def test_bfloat16_mixed_precision_is_reproducible_and_keeps_float32_weights(framework, tmp_path):
     """Padded to 32 px: on the bare 8 px digits ResNet-18's layer3.0.conv1 sees a 1x1 map with
     stride 2, where torch's CPU bfloat16 weight gradient is garbage (test_training_twins.py)."""
-    from spec.weights import load_canonical
+    from canon.weights import load_canonical
 
     common = ["--framework", framework, *QUICK, "--input-size", "32", "--no-onnx"]
     runs = {name: tmp_path / name for name in ("bf16-a", "bf16-b", "f32")}
@@ -123,7 +123,7 @@ def test_help_documents_every_option():
 
 
 def test_chest_recipe_on_synthetic_chestmnist_reports_the_per_label_table(tmp_path):
-    from spec.data import write_synthetic_medmnist
+    from repro.data.datasets import write_synthetic_medmnist
 
     write_synthetic_medmnist(tmp_path / "data", "chestmnist", 28, counts=(64, 32, 32), seed=1)
     out = tmp_path / "run"
@@ -151,7 +151,7 @@ def test_knn_procedure_trains_nothing_and_votes(tmp_path):
 
 @pytest.mark.parametrize("framework", ["torch", "tf"])
 def test_segmentation_recipe_trains_a_unet_with_seeded_augmentation(tmp_path, framework):
-    from spec.data import write_synthetic_segmentation
+    from repro.data.datasets import write_synthetic_segmentation
 
     write_synthetic_segmentation(tmp_path / "data", counts=(16, 8, 8), size=40, seed=2)
     common = ["--recipe", "segmentation", "--model", "unet", "--model-config", '{"widths": [4, 8, 16]}',
@@ -180,8 +180,8 @@ def test_a_recipe_that_does_not_fit_the_data_is_refused(tmp_path):
 def test_aecnn_trains_its_three_stages_and_stage_3_starts_from_1_and_2(tmp_path):
     """Stage 3 starts from stage 1's classifier (under "classifier.") and stage 2's autoencoder;
     its TF twin starts from the same torch runs, through the canonical format, bit for bit."""
-    from spec.data import write_synthetic_medmnist
-    from spec.weights import load_canonical
+    from repro.data.datasets import write_synthetic_medmnist
+    from canon.weights import load_canonical
 
     write_synthetic_medmnist(tmp_path / "data", "chestmnist", 128, counts=(16, 8, 8), seed=3)
     common = ["--recipe", "aecnn", "--dataset", "medmnist", "--flag", "chestmnist", "--size", "128",
@@ -226,7 +226,7 @@ def test_bad_aecnn_options_fail_before_anything_is_written(tmp_path, args, messa
 
 
 def test_a_crop_larger_than_the_images_is_refused_with_the_sizes_that_fit(tmp_path):
-    from spec.data import write_synthetic_medmnist
+    from repro.data.datasets import write_synthetic_medmnist
 
     write_synthetic_medmnist(tmp_path / "data", "chestmnist", 64, counts=(8, 8, 8), seed=3)
     result = run("--framework", "torch", "--recipe", "aecnn", "--stage", "2", "--dataset", "medmnist", "--flag",

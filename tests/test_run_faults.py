@@ -2,7 +2,7 @@
 bitwise-identical result of an uninterrupted run, or is refused with a message; it never
 completes differently.
 
-Each fault is one process meeting ``TWINFRAME_FAULT`` (spec/files.py) at a chosen boundary:
+Each fault is one process meeting ``TWINFRAME_FAULT`` (canon/files.py) at a chosen boundary:
 SIGKILL, SIGINT, SIGTERM or a full disk.  The faults are chained: every process resumes what
 the previous one left, so each resume proves the previous fault harmless, and the last one
 must end where the uninterrupted run ended (final sha256, every metrics line, every file).

@@ -12,8 +12,8 @@ import pytest
 
 from repro import run as run_py
 from repro.record import RunRecord
-from spec.data import write_synthetic_medmnist
-from spec.recipes import get_recipe
+from repro.data.datasets import write_synthetic_medmnist
+from repro.recipes import get_recipe
 
 QUICK = ["--model", "resnet18", "--limit", "16", "--epochs", "2", "--batch-size", "8", "--no-progress"]
 

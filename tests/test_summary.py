@@ -1,4 +1,4 @@
-from spec.summary import block_of, render, summarize
+from canon.summary import block_of, render, summarize
 
 
 def test_blocks_group_canonical_names():

@@ -1,6 +1,6 @@
 import pytest
 
-from spec.tolerances import DTYPE_DEFAULTS, Tolerance, ToleranceSet, default_for
+from canon.tolerances import DTYPE_DEFAULTS, Tolerance, ToleranceSet, default_for
 
 
 def test_float32_defaults_are_the_documented_ones():

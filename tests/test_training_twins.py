@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TORCH = """
 import json, numpy as np, torch
 from impl_torch.training import Trainer
-from spec.recipes import OptimizerSpec
+from canon.training import OptimizerSpec
 rng = np.random.default_rng(0)
 results = {}
 for name, spec, builtin in (
@@ -44,7 +44,7 @@ print(json.dumps(results))
 KERAS = """
 import json, numpy as np, keras, tensorflow as tf
 from impl_tf.training import Trainer
-from spec.recipes import OptimizerSpec
+from canon.training import OptimizerSpec
 rng = np.random.default_rng(0)
 # Keras raises beta to the step in float32, so its 1 - beta2^t carries a relative error of
 # ~1e-5 at beta2 = 0.999 (6.8e-6 on the weights after three steps).  Betas whose powers are

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from spec.errors import TransferError, WeightFileError
-from spec.weights import WeightTransfer, digest, load_canonical, read_metadata, save_canonical
+from canon.errors import TransferError, WeightFileError
+from canon.weights import WeightTransfer, digest, load_canonical, read_metadata, save_canonical
 
 
 def tensors():
@@ -106,7 +106,7 @@ def test_checkpoint_keys_from_dataparallel_and_legacy_torchvision_densenet():
 def test_equal_weights_give_byte_identical_files_whatever_the_metadata_order(tmp_path):
     import hashlib
 
-    from spec.weights import load_canonical, read_metadata, save_canonical
+    from canon.weights import load_canonical, read_metadata, save_canonical
 
     tensors = {"b.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "a.bias": np.ones(3, np.float32)}
     save_canonical(tmp_path / "one.safetensors", tensors, {"framework": "torch", "epoch": "3"})
@@ -118,7 +118,7 @@ def test_equal_weights_give_byte_identical_files_whatever_the_metadata_order(tmp
 
 
 def test_merge_prefixed_renames_each_part_and_refuses_a_weight_given_twice():
-    from spec.weights import merge_prefixed
+    from canon.weights import merge_prefixed
 
     a, b = {"fc.weight": np.ones((2, 2), np.float32)}, {"encoder.0.weight": np.zeros(3, np.float32)}
     merged = merge_prefixed([("classifier.", a, "stage 1"), ("", b, "stage 2")])

@@ -5,9 +5,9 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from spec import models
-from spec.errors import ConfigError
-from spec.models import alexnet, densenet, unet, vgg
+from canon import models
+from canon.errors import ConfigError
+from canon.models import alexnet, densenet, unet, vgg
 
 
 def test_every_zoo_model_resolves_with_its_family():
@@ -75,5 +75,5 @@ def test_aecnn_sizes_and_classifier():
     config = models.resolve("aecnn")
     assert config.classifier() == models.resolve("densenet121", in_channels=3, num_classes=14)
     with pytest.raises(ConfigError, match="aecnn input height 250 is not a multiple of 4"):
-        from spec.models.aecnn import check_input_size
+        from canon.models.aecnn import check_input_size
         check_input_size(250, 256)

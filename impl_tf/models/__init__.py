@@ -1,6 +1,6 @@
 """The twin's model families, one module each; importing this package imports them all, and so
 registers each one's builder (``@register_family``)."""
 
-from spec.models import import_family_modules
+from canon.models import import_family_modules
 
 import_family_modules(__name__, __path__)

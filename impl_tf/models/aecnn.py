@@ -8,8 +8,8 @@ from impl_tf import initializers as init
 from impl_tf.layers import ClippedReLU, Normalize, PaddedConv2D, PixelShuffle, RepeatChannels
 from impl_tf.models.densenet import densenet_logits
 from impl_tf.registry import register_family
-from spec.models import aecnn as spec
-from spec.models.aecnn import AECNNConfig
+from canon.models import aecnn as spec
+from canon.models.aecnn import AECNNConfig
 
 
 def _conv(filters: int, kernel: int, in_channels: int, name: str, stride: int = 1) -> PaddedConv2D:

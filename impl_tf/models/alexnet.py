@@ -7,8 +7,8 @@ import keras
 from impl_tf import initializers as init
 from impl_tf.layers import FlattenChannelsFirst, PaddedConv2D
 from impl_tf.registry import register_family
-from spec.models import alexnet as spec
-from spec.models.alexnet import AlexNetConfig
+from canon.models import alexnet as spec
+from canon.models.alexnet import AlexNetConfig
 
 
 def _feature(layer, name: str) -> keras.layers.Layer:

@@ -6,8 +6,8 @@ import keras
 
 from impl_tf.layers import L2, AttentionGate, BatchNorm, FlattenChannelsFirst, Mish
 from impl_tf.registry import register_family
-from spec.models import medianet as spec
-from spec.models.medianet import DiETPlan, MeDiANetConfig, ResPlan
+from canon.models import medianet as spec
+from canon.models.medianet import DiETPlan, MeDiANetConfig, ResPlan
 
 
 def _bn(name: str) -> BatchNorm:

@@ -7,7 +7,7 @@ import keras
 from impl_tf import initializers as init
 from impl_tf.layers import BatchNorm, PaddedConv2D, PaddedMaxPool2D
 from impl_tf.registry import register_family
-from spec.models.resnet import BN_EPSILON, BN_TORCH_MOMENTUM, FC_INIT_STD, STAGE_WIDTHS, BasicBlockPlan, ResNetConfig, block_plan
+from canon.models.resnet import BN_EPSILON, BN_TORCH_MOMENTUM, FC_INIT_STD, STAGE_WIDTHS, BasicBlockPlan, ResNetConfig, block_plan
 
 
 def _bn(name: str) -> BatchNorm:

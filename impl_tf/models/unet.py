@@ -7,8 +7,8 @@ import keras
 from impl_tf import initializers as init
 from impl_tf.layers import BatchNorm, DyT2D, PaddedConv2D, PaddedMaxPool2D
 from impl_tf.registry import register_family
-from spec.models import unet as spec
-from spec.models.unet import ResUNetConfig, UNetConfig
+from canon.models import unet as spec
+from canon.models.unet import ResUNetConfig, UNetConfig
 
 
 def _bn(name: str) -> BatchNorm:

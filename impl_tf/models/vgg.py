@@ -7,8 +7,8 @@ import keras
 from impl_tf import initializers as init
 from impl_tf.layers import AdaptiveAvgPool2D, FlattenChannelsFirst, PaddedConv2D
 from impl_tf.registry import register_family
-from spec.models import vgg as spec
-from spec.models.vgg import VGGConfig
+from canon.models import vgg as spec
+from canon.models.vgg import VGGConfig
 
 
 def _dense(units: int, name: str) -> keras.layers.Dense:

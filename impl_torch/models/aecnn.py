@@ -7,8 +7,8 @@ from torch import nn
 from impl_torch.layers import ClippedReLU, Normalize, RepeatChannels
 from impl_torch.models.densenet import DenseNet
 from impl_torch.registry import register_family
-from spec.models import aecnn as spec
-from spec.models.aecnn import AECNNConfig
+from canon.models import aecnn as spec
+from canon.models.aecnn import AECNNConfig
 
 
 @register_family("aecnn")

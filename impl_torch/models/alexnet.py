@@ -5,8 +5,8 @@ from __future__ import annotations
 from torch import nn
 
 from impl_torch.registry import register_family
-from spec.models import alexnet as spec
-from spec.models.alexnet import AlexNetConfig
+from canon.models import alexnet as spec
+from canon.models.alexnet import AlexNetConfig
 
 
 def _feature(layer, in_channels: int) -> nn.Module:

@@ -8,7 +8,7 @@ from torch import nn
 
 from impl_torch.layers import Concat
 from impl_torch.registry import register_family
-from spec.models.densenet import BN_EPSILON, BN_TORCH_MOMENTUM, DenseBlockPlan, DenseNetConfig, block_plan, num_features
+from canon.models.densenet import BN_EPSILON, BN_TORCH_MOMENTUM, DenseBlockPlan, DenseNetConfig, block_plan, num_features
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:

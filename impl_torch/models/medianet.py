@@ -7,8 +7,8 @@ from torch import nn
 
 from impl_torch.layers import Add, Gate, TFSameConv2d, TFSameMaxPool2d
 from impl_torch.registry import register_family
-from spec.models import medianet as spec
-from spec.models.medianet import DiETPlan, MeDiANetConfig, ResPlan
+from canon.models import medianet as spec
+from canon.models.medianet import DiETPlan, MeDiANetConfig, ResPlan
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:

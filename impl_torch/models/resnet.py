@@ -6,7 +6,7 @@ from torch import nn
 
 from impl_torch.layers import Add
 from impl_torch.registry import register_family
-from spec.models.resnet import BN_EPSILON, BN_TORCH_MOMENTUM, FC_INIT_STD, STAGE_WIDTHS, BasicBlockPlan, ResNetConfig, block_plan
+from canon.models.resnet import BN_EPSILON, BN_TORCH_MOMENTUM, FC_INIT_STD, STAGE_WIDTHS, BasicBlockPlan, ResNetConfig, block_plan
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:

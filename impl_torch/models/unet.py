@@ -11,8 +11,8 @@ from torch import nn
 
 from impl_torch.layers import Add, Concat, DyT2d
 from impl_torch.registry import register_family
-from spec.models import unet as spec
-from spec.models.unet import ResUNetConfig, UNetConfig
+from canon.models import unet as spec
+from canon.models.unet import ResUNetConfig, UNetConfig
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:

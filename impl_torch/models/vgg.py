@@ -5,8 +5,8 @@ from __future__ import annotations
 from torch import nn
 
 from impl_torch.registry import register_family
-from spec.models import vgg as spec
-from spec.models.vgg import VGGConfig
+from canon.models import vgg as spec
+from canon.models.vgg import VGGConfig
 
 
 @register_family("vgg")

@@ -20,9 +20,9 @@ import keras
 from parity import protocol
 from parity.adapters import common
 from parity.protocol import Adapter, grad_key, input_key, layer_key, load_arrays, output_key, save_arrays, state_key
-from spec.files import atomic_write
-from spec import layout
-from spec.weights import WeightTransfer, load_canonical, save_canonical
+from canon.files import atomic_write
+from canon import layout
+from canon.weights import WeightTransfer, load_canonical, save_canonical
 
 # Keras layer class -> (variable attribute, canonical suffix, layout kind)
 WEIGHT_HOOKS: dict[type, tuple[tuple[str, str, str], ...]] = {

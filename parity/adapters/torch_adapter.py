@@ -16,8 +16,8 @@ import torch
 from parity import protocol
 from parity.adapters import common
 from parity.protocol import Adapter, grad_key, input_key, layer_key, load_arrays, output_key, save_arrays, state_key
-from spec.files import atomic_write
-from spec.weights import WeightTransfer, load_canonical, save_canonical
+from canon.files import atomic_write
+from canon.weights import WeightTransfer, load_canonical, save_canonical
 
 NOT_WEIGHTS = ("num_batches_tracked",)
 

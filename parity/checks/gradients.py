@@ -15,7 +15,7 @@ from parity.compare import (CONTINUITY_PROBE, LayerwiseResult, compare, compare_
 from parity.pair import TwinPair
 from parity.runners import FrameworkRunner
 from parity.verdict import CheckResult, require
-from spec.tolerances import ToleranceSet
+from canon.tolerances import ToleranceSet
 
 # float64 twins' outputs agree to this norm-wise relative error (measured: 1e-15 to 1e-13)
 FLOAT64_OUTPUTS_MAX_REL = 1e-12

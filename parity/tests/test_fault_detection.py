@@ -7,7 +7,7 @@ import pytest
 from parity.checks import check_weights_file, corrupt_weights
 from parity.runners import FrameworkRunner
 from parity.worker import WorkerCrashed, WorkerError
-from spec.weights import load_canonical, save_canonical
+from canon.weights import load_canonical, save_canonical
 
 
 def test_untransposed_conv_kernel_is_caught_and_named(twin_for, tmp_path):

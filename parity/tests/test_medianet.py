@@ -12,7 +12,7 @@ import pytest
 from parity import zoo
 from parity.checks import ParityCase, check_contract, check_float64, check_layerwise
 from parity.worker import WorkerError
-from spec.inputs import parity_input
+from canon.inputs import parity_input
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = dict(head="global", num_classes=7)

@@ -7,8 +7,8 @@ import pytest
 
 from parity import zoo
 from parity.compare import bitwise_equal
-from spec.inputs import parity_input
-from spec.weights import load_canonical
+from canon.inputs import parity_input
+from canon.weights import load_canonical
 
 CASE = zoo.get_case("resnet18")
 

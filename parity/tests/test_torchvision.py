@@ -12,7 +12,7 @@ import pytest
 from parity import zoo
 from parity.__main__ import main as parity_cli
 from parity.worker import WorkerError
-from spec.weights import save_canonical
+from canon.weights import save_canonical
 from tests.torchvision_reference import MODELS, load_reference, synthetic_weights
 
 TORCH = zoo.ZOO_FACTORIES["torch"]

@@ -8,7 +8,7 @@ trajectories part within a few steps (README: measured); float64 round-off is 1e
 smaller and stays below 1e-12 over these runs.  So a float64 pair that differs by more than
 FLOAT64_SEMANTIC (per-step loss; final weights on the scale of the largest tensor) shows a
 semantic difference (an eps in another place, a missing penalty, a different batch), not
-round-off; the comparison's own tolerance (1e-5 per tensor, spec.tolerances) is checked too.  The knn procedure trains nothing and has no trajectory.
+round-off; the comparison's own tolerance (1e-5 per tensor, canon.tolerances) is checked too.  The knn procedure trains nothing and has no trajectory.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def judged(pair: tuple[Path, Path]) -> dict:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from spec.data import write_synthetic_medmnist, write_synthetic_segmentation
+    from repro.data.datasets import write_synthetic_medmnist, write_synthetic_segmentation
 
     root = tmp_path_factory.mktemp("data")
     for flag, size in (("pathmnist", 28), ("chestmnist", 28), ("chestmnist", 128)):

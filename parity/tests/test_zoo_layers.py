@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spec.models.vgg import adaptive_pool_bins
+from canon.models.vgg import adaptive_pool_bins
 
 PROBES = {"torch": "tests.twins.torch_probes:create", "tf": "tests.twins.keras_probes:create"}
 

@@ -13,7 +13,7 @@ import pytest
 from parity import zoo
 from parity.checks import (check_contract, check_determinism, check_float64, check_gradients, check_layerwise,
                            check_onnx, check_transfer)
-from spec.weights import load_canonical
+from canon.weights import load_canonical
 
 
 @pytest.fixture(scope="module", params=[

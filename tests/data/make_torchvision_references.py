@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torchvision
 
-from spec.inputs import parity_input
+from canon.inputs import parity_input
 from tests.torchvision_reference import DATA, MODELS, NOT_WEIGHTS, synthetic_weights
 
 

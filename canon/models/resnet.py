@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spec.errors import ConfigError
-from spec.models._registry import register_models
+from canon.errors import ConfigError
+from canon.models._registry import register_models
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 BN_EPSILON = 1e-5

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spec.errors import ConfigError
-from spec.models._registry import register_models
-from spec.models.densenet import DenseNetConfig
+from canon.errors import ConfigError
+from canon.models._registry import register_models
+from canon.models.densenet import DenseNetConfig
 
 SCALE = 4  # encoder stride = decoder PixelShuffle factor
 ENCODER_WIDTH = 32

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from spec.errors import ConfigError
-from spec.models._registry import register_models
+from canon.errors import ConfigError
+from canon.models._registry import register_models
 
 # numbers: 3x3 conv (padding 1) + ReLU; "M": MaxPool 2/2
 PLANS: dict[int, tuple] = {

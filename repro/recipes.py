@@ -12,37 +12,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from spec.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """Adam family.  ``eps_placement``: "v_hat" adds eps to the bias-corrected sqrt(v_hat) (as torch's
-    Adam does), "v" to the uncorrected sqrt(v), the correction folded into the step size (as Keras').
-    ``decoupled``: AdamW (p -= lr * wd * p) instead of L2 added to the gradient."""
-
-    lr: float
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    eps_placement: str = "v_hat"
-    weight_decay: float = 0.0
-    decoupled: bool = False
-
-
-def adam_step_scalars(spec: OptimizerSpec, step: int, lr: float) -> tuple[float, float, float]:
-    """The scalars of Adam step ``step`` (1-based), computed once in float64 for both twins:
-    (step size, divisor of sqrt(v) before eps, decoupled decay factor).
-
-    "v_hat":  p -= lr / c1 * m / (sqrt(v) / sqrt(c2) + eps)
-    "v":      p -= lr * sqrt(c2) / c1 * m / (sqrt(v) + eps)
-    with c1 = 1 - b1^t, c2 = 1 - b2^t; AdamW first multiplies p by 1 - lr * wd."""
-    b1, b2 = spec.betas
-    correction1, correction2 = 1.0 - b1 ** step, 1.0 - b2 ** step
-    if spec.eps_placement == "v":
-        step_size, root_correction = lr * correction2 ** 0.5 / correction1, 1.0
-    else:
-        step_size, root_correction = lr / correction1, correction2 ** 0.5
-    return step_size, root_correction, 1.0 - lr * spec.weight_decay if spec.decoupled else 1.0
+from canon.errors import ConfigError
+from canon.training import TRAINING_LOSSES, OptimizerSpec
 
 
 @dataclass(frozen=True)
@@ -66,7 +37,7 @@ class EarlyStopping:
 class Recipe:
     name: str
     optimizer: OptimizerSpec
-    loss: str  # one of LOSSES
+    loss: str  # one of canon.training.TRAINING_LOSSES
     schedule: str  # medianet | cosine_per_epoch | constant
     epochs: int
     batch_size: int
@@ -83,13 +54,13 @@ class Recipe:
     normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # mean, std
     to_rgb: bool = False  # replicate grayscale to 3 channels
     knn_k: int = 11
-    # Image geometry of the NumPy-side pipeline (spec/augment.py): training resizes to ``resize``
+    # Image geometry of the NumPy-side pipeline (canon/augment.py): training resizes to ``resize``
     # (when set), then takes a random ``crop`` (when set) and applies ``augment``'s transforms;
     # evaluation only resizes to ``eval_resize`` (default: ``resize``).
     resize: int | None = None
     crop: int | None = None
     eval_resize: int | None = None
-    augment: str | None = None  # a pipeline of spec.augment.PIPELINES
+    augment: str | None = None  # a pipeline of repro.data.augment.PIPELINES
     stage: int | None = None  # aecnn: 1 classifier, 2 autoencoder, 3 joint
     # the stages whose best weights start this one, with the prefix their names get here
     init_from: tuple[tuple[int, str], ...] = ()
@@ -104,27 +75,6 @@ class Recipe:
 
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-# cross_entropy (class indices, optional label smoothing) | bce_logits (multi-label) |
-# bce_dice (BCE on probabilities + 1 - Dice) | mse (reconstruction of the input) |
-# aecnn_joint (AECNN_JOINT_WEIGHTS[0] * BCE on the logits + [1] * MSE of the reconstruction)
-# Training precision, a run setting: float32; bfloat16 (mixed: bfloat16 compute with float32
-# weights and optimizer state, torch autocast / Keras "mixed_bfloat16", losses in float32); or
-# float64 (everything, for trajectory parity: float32 round-off differences between the two
-# frameworks grow chaotically over a run, float64's start 1e9 times smaller).  float16 is not
-# offered: it needs loss scaling, whose dynamics differ between the frameworks.
-PRECISIONS = ("float32", "bfloat16", "float64")
-
-
-def loss_dtype(precision: str) -> str:
-    """The dtype losses and predictions are taken in."""
-    return "float64" if precision == "float64" else "float32"
-
-
-def model_dtype(precision: str) -> str:
-    """The dtype a model's weights are built and stored in."""
-    return "float64" if precision == "float64" else "float32"
-LOSSES = ("cross_entropy", "bce_logits", "bce_dice", "mse", "aecnn_joint")
-AECNN_JOINT_WEIGHTS = (0.9, 0.1)
 AECNN_REPORT_SIZE = 1024  # the report's image size; its crop sizes below are for these
 # The AECNN report's three stages share the optimizer (Adam 1e-4, coupled L2 1e-5), the plateau
 # rule on validation loss (x0.1 after 5 epochs), 20 epochs, batch 16 and seed 42.  Sizes are the
@@ -187,8 +137,8 @@ def get_recipe(name: str, **overrides) -> Recipe:
         if overrides.get(key) is not None and int(overrides[key]) < 1:
             raise ConfigError(f"{key} must be >= 1, got {overrides[key]!r}")
     recipe = replace(recipe, **overrides)
-    if recipe.loss not in LOSSES:
-        raise ConfigError(f"recipe {name!r}: unknown loss {recipe.loss!r}; known: {LOSSES}")
+    if recipe.loss not in TRAINING_LOSSES:
+        raise ConfigError(f"recipe {name!r}: unknown loss {recipe.loss!r}; known: {TRAINING_LOSSES}")
     return recipe
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from spec.data import BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL  # the task names, defined once
+from repro.data.datasets import BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL  # the task names, defined once
 
 TASKS = (MULTI_LABEL, BINARY, MULTI_CLASS, ORDINAL)
 
@@ -306,7 +306,7 @@ def _knn_inputs(train_embeddings, train_labels, query_embeddings, k: int, task: 
 
 def knn_predict(train_embeddings, train_labels, query_embeddings, k: int = 11,
                 task: str = MULTI_CLASS) -> np.ndarray:
-    """Predicted labels of the queries from their k nearest train embeddings (medmnist_plus knn, spec/recipes.py).
+    """Predicted labels of the queries from their k nearest train embeddings (medmnist_plus knn, canon/recipes.py).
 
     Euclidean distance in float64; equal distances go to the lower train index; k is capped at
     the train-set size. Single-label tasks: majority vote, ties to the smallest label, returns

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from spec.errors import ConfigError
-from spec.models._registry import register_models
+from canon.errors import ConfigError
+from canon.models._registry import register_models
 
 # name -> (c_in, DiET blocks per stage B, Res blocks per stage R); paper section 2.3
 VARIANTS = {

@@ -40,7 +40,7 @@ def main(framework: str, count, argv: list[str] | None = None) -> int:
     """The summary command of one framework; ``count(name, config)`` -> (trainable, buffers)."""
     import argparse
 
-    from spec import models
+    from canon import models
 
     parser = argparse.ArgumentParser(prog=f"python -m impl_{framework}.summary",
                                      description=f"Parameter counts of zoo models in {framework}, per block.")

@@ -14,8 +14,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from spec.errors import TransferError, WeightFileError
-from spec.files import atomic_write
+from canon.errors import TransferError, WeightFileError
+from canon.files import atomic_write
 
 FORMAT = "twinframe-canonical/1"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spec.errors import ConfigError
-from spec.models._registry import register_models
+from canon.errors import ConfigError
+from canon.models._registry import register_models
 
 BN_EPSILON = 1e-5
 BN_TORCH_MOMENTUM = 0.1

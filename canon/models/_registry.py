@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 from typing import Any, Callable
 
-from spec.errors import ConfigError, UnknownModelError
+from canon.errors import ConfigError, UnknownModelError
 
 # name -> (config class, the defaults that distinguish the variant)
 _MODELS: dict[str, tuple[type, dict[str, Any]]] = {}

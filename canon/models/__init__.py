@@ -8,7 +8,7 @@ network in both.
 
 from __future__ import annotations
 
-from spec.models._registry import import_family_modules, list_models, register_models, resolve
+from canon.models._registry import import_family_modules, list_models, register_models, resolve
 
 import_family_modules(__name__, __path__)
 

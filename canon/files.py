@@ -25,7 +25,7 @@ import signal
 from pathlib import Path
 from typing import Callable
 
-from spec.errors import ConfigError, TwinframeError
+from canon.errors import ConfigError, TwinframeError
 
 TEMPORARY_PREFIX = ".tmp-"
 FAULT_ENV, TRACE_ENV = "TWINFRAME_FAULT", "TWINFRAME_FAULT_TRACE"

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spec.errors import TwinframeError
-from spec.files import atomic_write_bytes
+from canon.errors import TwinframeError
+from canon.files import atomic_write_bytes
 
 
 class DataError(TwinframeError, ValueError):
@@ -104,7 +104,7 @@ def load_medmnist(flag: str, size: int, root: str | os.PathLike) -> Dataset:
     path = Path(root).expanduser() / medmnist_filename(flag, size)
     if not path.is_file():
         raise DataError(f"MedMNIST file not found: {path} (download it with the medmnist package, or write a "
-                        f"synthetic one: spec.data.write_synthetic_medmnist({str(Path(root))!r}, {flag!r}, {size}))")
+                        f"synthetic one: repro.data.datasets.write_synthetic_medmnist({str(Path(root))!r}, {flag!r}, {size}))")
     arrays = _read_npz(path)
     splits = {}
     for split in SPLITS:
@@ -218,7 +218,7 @@ def load_medianet_folder(root: str | os.PathLike, size: int | None = None, num_c
         folder = Path(root).expanduser() / folder_name
         if not folder.is_dir():
             raise DataError(f"MeDiANet data folder not found: {folder} (expected train/, validation/, test/; "
-                            f"spec.data.write_synthetic_medianet writes a synthetic one)")
+                            f"repro.data.datasets.write_synthetic_medianet writes a synthetic one)")
         files = sorted(folder.glob("*.npz"))  # sorted: os.listdir order is not reproducible
         if not files:
             raise DataError(f"{folder} holds no .npz samples")
@@ -287,7 +287,7 @@ def load_segmentation(path: str | os.PathLike) -> Dataset:
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"segmentation file not found: {path} "
-                        f"(spec.data.write_synthetic_segmentation writes a synthetic one)")
+                        f"(repro.data.datasets.write_synthetic_segmentation writes a synthetic one)")
     arrays = _read_npz(path)
     splits = {split: _checked_segmentation_split(path, split, _key(arrays, path, f"{split}_images"),
                                                  _key(arrays, path, f"{split}_masks")) for split in SPLITS}

@@ -1,0 +1,2 @@
+"""The data of training runs, prepared on the NumPy side for both frameworks: datasets and their
+files (``datasets``), batch order and augmentation (``augment``)."""
