@@ -7,6 +7,7 @@ produces.  Nothing here knows the zoo.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -62,33 +63,58 @@ class ParityCase:
 
 
 class TwinPair:
-    """Both twins of one case, built in their workers with the reference's weights transferred."""
+    """The twins of one case, built in their workers with the reference's weights transferred:
+    one reference and one or more candidates.  The checks look at the reference and one
+    candidate, ``other`` (the first); :meth:`versus` gives the same built pair seen with another
+    candidate, so a third framework is one more row of the matrix, not another pair to build."""
 
     def __init__(self, case: ParityCase, runners: dict[str, FrameworkRunner]):
-        if case.reference not in runners or len(runners) != 2:
-            raise ValueError(f"need two runners including the reference {case.reference!r}, got {sorted(runners)}")
+        if case.reference not in runners or len(runners) < 2:
+            raise ValueError(f"need the reference {case.reference!r} and at least one candidate, got {sorted(runners)}")
         misnamed = [name for name, runner in runners.items() if runner.framework != name]
         if misnamed:
             raise ValueError(f"runners must be keyed by their framework; check {misnamed}")
-        self.case = case
+        self.case, self.runners = case, dict(runners)
         self.ref_name = case.reference
-        self.other_name = next(n for n in runners if n != case.reference)
-        self.ref, self.other = runners[self.ref_name], runners[self.other_name]
+        self.candidates = tuple(name for name in runners if name != case.reference)
         self.x = spec_inputs.parity_input(case.input_shape, seed=case.seed, allow_square=case.allow_square_input)
         self.durations: dict[str, float] = {}
         self._handles = itertools.count()
         with self.timed("build"):
-            built = self.concurrently({name: self.build_with_digest for name in (self.ref_name, self.other_name)})
-            (self.ref_model, _), (self.other_model, _) = built[self.ref_name], built[self.other_name]
+            built = self.concurrently({name: self.build_with_digest for name in runners})
+            self.models = {name: model for name, (model, _) in built.items()}
             self.initial = {name: digest for name, (_, (_, digest)) in built.items()}
             self.initial_paths = {name: path for name, (_, (path, _)) in built.items()}  # each twin's own init
-            # the reference's initial weights are what both twins then hold
+            # the reference's initial weights are what every twin then holds
             self.weights_path, self.weights_digest = self.initial_paths[self.ref_name], self.initial[self.ref_name]
-            self.audit = self.other.load_weights(self.other_model, self.weights_path)
-        self._reference_run: tuple[dict, list[str]] | None = None
+            self.audits = self.concurrently({name: (lambda runner, n=name: runner.load_weights(self.models[n],
+                                                                                                self.weights_path))
+                                             for name in self.candidates})
+        self._shared: dict = {"reference_run": None}  # one reference pass for every candidate
+        self._views: list[TwinPair] = []
+        self._look_at(self.candidates[0])
+
+    def _look_at(self, candidate: str) -> None:
+        self.other_name = candidate
+        self.ref, self.other = self.runners[self.ref_name], self.runners[candidate]
+        self.ref_model, self.other_model = self.models[self.ref_name], self.models[candidate]
+        self.audit = self.audits[candidate]
         self.rebuilt_digests: dict[str, str] = {}  # initial digests of later same-seed builds
         self.results: dict = {}  # what a check computed once and another reuses (the float64 run)
         self.float64_gradients: dict[str, ArrayFile] = {}  # on disk, for re-judging float32 gradients
+
+    def versus(self, candidate: str) -> "TwinPair":
+        """This pair seen with ``candidate`` as the other side; its models and the reference's
+        pass are shared, each view's results are its own.  Closing this pair closes its views."""
+        if candidate not in self.candidates:
+            raise ValueError(f"{candidate!r} is not a candidate of {self.case.name!r}; candidates: {self.candidates}")
+        if candidate == self.other_name:
+            return self
+        view = copy.copy(self)
+        view.durations = {}
+        view._look_at(candidate)
+        self._views.append(view)
+        return view
 
     def build(self, runner: FrameworkRunner, dtype: str = "float32") -> BuiltModel:
         handle = f"{self.case.name}-{runner.framework}-{next(self._handles)}"
@@ -96,10 +122,10 @@ class TwinPair:
                             seed=self.case.seed, handle=handle, dtype=dtype)
 
     def runner(self, name: str) -> FrameworkRunner:
-        return self.ref if name == self.ref_name else self.other
+        return self.runners[name]
 
     def model(self, name: str) -> BuiltModel:
-        return self.ref_model if name == self.ref_name else self.other_model
+        return self.models[name]
 
     def concurrently(self, work: dict) -> dict:
         """Run ``work[framework](runner)`` for each framework at once: the workers are separate
@@ -132,14 +158,16 @@ class TwinPair:
         }
 
     def close(self) -> None:
-        for runner, model in ((self.ref, self.ref_model), (self.other, self.other_model)):
-            runner.free(model)
+        for view in (self, *self._views):
+            for arrays in view.float64_gradients.values():
+                arrays.close()
+            view.float64_gradients, view.results = {}, {}
+        for name, model in self.models.items():
+            self.runners[name].free(model)
         discard(*self.initial_paths.values())
-        for arrays in self.float64_gradients.values():
-            arrays.close()
-        if self._reference_run is not None:
-            self._reference_run[0].close()
-        self.float64_gradients, self.results, self._reference_run = {}, {}, None
+        if self._shared["reference_run"] is not None:
+            self._shared["reference_run"][0].close()
+        self._shared["reference_run"] = None
 
     @staticmethod
     def digest_and_discard(runner: FrameworkRunner, model: BuiltModel) -> str:
@@ -159,10 +187,10 @@ class TwinPair:
         return model, digest
 
     def reference_run(self) -> tuple[dict, list[str]]:
-        if self._reference_run is None:
+        if self._shared["reference_run"] is None:
             # kept on disk: read one layer at a time, and handed to the isolated check by path
-            self._reference_run = self.ref.forward(self.ref_model, self.x, capture=True, keep=True)
-        return self._reference_run
+            self._shared["reference_run"] = self.ref.forward(self.ref_model, self.x, capture=True, keep=True)
+        return self._shared["reference_run"]
 
     def output_keys(self) -> list[str]:
         outputs = self.reference_run()[0]

@@ -41,8 +41,16 @@ _FAILED_TOGETHER = {"float64 (layers and gradients)": ("layerwise_float64", "gra
 def run_case(pair: TwinPair, report, workdir: str, progress: Callable[[str, int, int, str], None] | None = None) -> bool:
     """Every check of one pair, each recorded in ``report`` as soon as it is done; True when all
     pass.  A check that raises is recorded as a failed result with its error, and the rest still
-    run.  ``progress(case, index, total, step)`` is told before each step."""
-    name, steps, results = pair.case.name, _steps(workdir), []
+    run.  ``progress(row, index, total, step)`` is told before each step.  With several
+    candidates every one is checked against the reference, each a row of its own, named
+    ``case@candidate``."""
+    rows = {pair.case.name: pair} if len(pair.candidates) == 1 else \
+        {f"{pair.case.name}@{candidate}": pair.versus(candidate) for candidate in pair.candidates}
+    return all([_run_row(row, view, report, workdir, progress) for row, view in rows.items()])
+
+
+def _run_row(name: str, pair: TwinPair, report, workdir: str, progress) -> bool:
+    steps, results = _steps(workdir), []
     for index, (step, check) in enumerate(steps, 1):
         if progress:
             progress(name, index, len(steps), step)

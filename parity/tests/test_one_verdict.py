@@ -60,3 +60,31 @@ def test_a_check_that_raises_is_a_failed_result_and_the_others_still_run(twin_fo
     onnx = CheckResult.from_dict(entry["onnx"])
     assert not onnx.passed and onnx.error and "not-a-folder" in onnx.failures()[0]
     assert all(entry[name]["passed"] for name in CHECK_NAMES if name != "onnx")
+
+
+def test_a_third_runner_is_one_more_row_of_the_matrix(torch_runner, tf_runner, tmp_path):
+    """A pair takes one reference and several candidates: here a second TensorFlow worker under a
+    name of its own stands in for a third framework.  The reference is built once, its captured
+    pass shared, and each candidate judged in a row of its own."""
+    from parity import frameworks
+    from parity.checks import run_case
+    from parity.pair import TwinPair
+    from parity.report import ParityReport
+    from parity.runners import FrameworkRunner
+
+    case = dataclasses.replace(PITFALLS, name="pitfalls-matrix", factories={**PITFALLS.factories,
+                                                                            "tf2": PITFALLS.factories["tf"]})
+    with FrameworkRunner("tf2", adapter=frameworks.get("tf").adapter, workdir=str(tmp_path / "tf2")) as third:
+        pair = TwinPair(case, {"torch": torch_runner, "tf": tf_runner, "tf2": third})
+        try:
+            assert pair.candidates == ("tf", "tf2") and sorted(pair.models) == ["tf", "tf2", "torch"]
+            assert pair.versus("tf2").reference_run() is pair.reference_run()  # one reference pass
+            report = ParityReport(tmp_path / "parity.json")
+            assert run_case(pair, report, str(tmp_path)) is True
+        finally:
+            pair.close()
+    assert set(report.cases) == {"pitfalls-matrix@tf", "pitfalls-matrix@tf2"}
+    for candidate in ("tf", "tf2"):
+        entry = report.cases[f"pitfalls-matrix@{candidate}"]
+        assert all(entry[name]["passed"] for name in CHECK_NAMES), candidate
+        assert set(entry["environment"]) == {"torch", candidate}
