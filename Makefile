@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.twinframe-installed
 
-.PHONY: setup demo test test-slow test-unit test-parity bench lint-imports clean
+.PHONY: setup demo test test-slow test-all test-unit test-parity bench lint-imports clean
 
 setup: $(STAMP)
 
@@ -21,12 +21,21 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(PY) repro/demo.py
 
-test: setup
-	$(PY) -m pytest
+# Both cores: one pytest worker per core, a test file's tests kept together (they share fixtures).
+PARALLEL ?= -n 2 --dist loadfile
 
-# the cases marked slow (VGG-13/16/19 full pipelines): about 10 minutes on 2 cores
+# every model's contract, layer-wise and float64 checks, a representative full pipeline of each
+# kind, every framework-free unit test
+test: setup
+	$(PY) -m pytest $(PARALLEL)
+
+# the rest of the matrix (CI runs it after `make test`): every zoo model's ONNX, float32
+# gradient and determinism checks, VGG-13/16/19 in full, every recipe, both fault chains
 test-slow: setup
-	$(PY) -m pytest parity -m slow
+	$(PY) -m pytest $(PARALLEL) -m slow
+
+test-all: setup
+	$(PY) -m pytest $(PARALLEL) -m "slow or not slow"
 
 test-unit: setup
 	$(PY) -m pytest tests

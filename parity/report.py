@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from canon.files import atomic_write_bytes
 SCHEMA = "twinframe-parity/2"  # /2: every check's section is a CheckResult (passed, criteria, error)
 
 
-def _now() -> str:
+def timestamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -25,21 +26,28 @@ class ParityReport:
         self.cases: dict[str, dict] = {}
 
     def record(self, case: str, section: str, data) -> None:
-        entry = self.cases.setdefault(case, {"generated": _now()})
+        entry = self.cases.setdefault(case, {"generated": timestamp()})
         entry[section] = data.to_dict() if hasattr(data, "to_dict") else data
 
     def write(self) -> Path:
-        existing = {}
-        if self.path.is_file():
-            try:
-                existing = json.loads(self.path.read_text()).get("models", {})
-            except (json.JSONDecodeError, AttributeError):
-                existing = {}  # a damaged report is replaced, never half-merged
-        models = {**existing, **self.cases}
-        document = {"schema": SCHEMA, "generated": _now(), "models": models,
-                    "summary": [summarize(name, entry) for name, entry in sorted(models.items())]}
-        atomic_write_bytes(self.path, (json.dumps(document, indent=1, default=_jsonable) + "\n").encode())
+        """Merge into the file under a lock: parallel test workers each write their own cases."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.parent / f".{self.path.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            models = {**read_cases(self.path), **self.cases}
+            document = {"schema": SCHEMA, "generated": timestamp(), "models": models,
+                        "summary": [summarize(name, entry) for name, entry in sorted(models.items())]}
+            atomic_write_bytes(self.path, (json.dumps(document, indent=1, default=_jsonable) + "\n").encode())
         return self.path
+
+
+def read_cases(path: Path) -> dict[str, dict]:
+    """The cases of an existing report; a missing or damaged one holds none (it is replaced,
+    never half-merged)."""
+    try:
+        return json.loads(Path(path).read_text()).get("models", {})
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
 
 
 def _jsonable(value):

@@ -91,6 +91,12 @@ CASES: dict[str, ParityCase] = {
 }
 
 
+# The cases whose full pipeline (ONNX, float32 gradients, determinism) `make test` runs; every
+# case's contract, layer-wise and float64 checks run there too, the rest in `make test-slow`.
+# ResNet-18: the torchvision family, cross-entropy; the AECNN autoencoder: PixelShuffle, ELU, mse.
+EVERY_SUITE_PIPELINES = ("resnet18", "aecnn_autoencoder")
+
+
 def get_case(name: str) -> ParityCase:
     try:
         return CASES[name]

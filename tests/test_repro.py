@@ -94,6 +94,7 @@ def test_a_run_is_never_overwritten_and_a_complete_one_not_resumed(framework_run
     assert (first / "manifest.json").read_bytes() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["torch", "tf"])
 def test_bfloat16_mixed_precision_is_reproducible_and_keeps_float32_weights(framework, tmp_path):
     """Padded to 32 px: on the bare 8 px digits ResNet-18's layer3.0.conv1 sees a 1x1 map with
@@ -177,6 +178,7 @@ def test_a_recipe_that_does_not_fit_the_data_is_refused(tmp_path):
     assert result.returncode == 2 and "does not fit the 'multi-class' data of 'digits'" in result.stderr
 
 
+@pytest.mark.slow
 def test_aecnn_trains_its_three_stages_and_stage_3_starts_from_1_and_2(tmp_path):
     """Stage 3 starts from stage 1's classifier (under "classifier.") and stage 2's autoencoder;
     its TF twin starts from the same torch runs, through the canonical format, bit for bit."""

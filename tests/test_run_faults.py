@@ -79,7 +79,8 @@ def manifest(directory: Path) -> dict:
     return json.loads((directory / "manifest.json").read_text())
 
 
-@pytest.mark.parametrize("framework", ["torch", "tf"])
+# TF's chain in `make test`; torch's longer one (18 faults) in `make test-slow`
+@pytest.mark.parametrize("framework", [pytest.param("torch", marks=pytest.mark.slow), "tf"])
 def test_a_run_stopped_at_every_write_boundary_resumes_bitwise(framework, tmp_path):
     command = ["--framework", framework, *SETTINGS] + (["--no-onnx"] if framework == "tf" else [])
     reference, chained = tmp_path / "reference", tmp_path / "chained"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from parity import zoo
+from parity import frameworks, zoo
 from parity.pair import TwinPair
-from parity.report import ParityReport, format_table, summarize
+from parity.report import ParityReport, format_table, read_cases, summarize, timestamp
 from parity.runners import FrameworkRunner
 
 REPORT_PATH = Path(os.environ.get("TWINFRAME_REPORTS", "reports")) / "parity.json"
@@ -20,13 +20,19 @@ RECYCLE_BYTES = int(float(os.environ.get("TWINFRAME_RECYCLE_GB", "2")) * 2**30)
 _report = ParityReport(REPORT_PATH)
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these marks
 def pytest_collection_modifyitems(items):
+    # A zoo check of the full pipeline runs in `make test` for the representative cases only.
+    for item in items:
+        case = getattr(item, "callspec", None) and item.callspec.params.get("twin")
+        if item.get_closest_marker("pipeline") and case not in zoo.EVERY_SUITE_PIPELINES:
+            item.add_marker(pytest.mark.slow)
     # Mark each test by the frameworks it starts, so `-m "torch and not tf"` runs one framework alone.
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
-        if names & {"torch_runner", "twin_for"}:
+        if names & {"torch_runner", "twin_for", "runners"}:
             item.add_marker(pytest.mark.torch)
-        if names & {"tf_runner", "twin_for"}:
+        if names & {"tf_runner", "twin_for", "runners"}:
             item.add_marker(pytest.mark.tf)
 
 
@@ -35,16 +41,41 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("parity")
 
 
-@pytest.fixture(scope="session")
-def torch_runner(workdir):
-    with FrameworkRunner("torch", THREADS, DEVICE, workdir=str(workdir / "torch")) as runner:
-        yield runner
+class Runners:
+    """One worker per framework of the table (``parity.frameworks``), each started when a test
+    first needs it: a test of one framework starts only that one."""
+
+    def __init__(self, workdir: Path):
+        self.workdir, self.started = workdir, {}
+
+    def __getitem__(self, name: str) -> FrameworkRunner:
+        if name not in self.started:
+            self.started[name] = FrameworkRunner(name, THREADS, DEVICE, workdir=str(self.workdir / name))
+        return self.started[name]
+
+    def all(self) -> dict[str, FrameworkRunner]:
+        return {name: self[name] for name in frameworks.names()}
+
+    def close(self) -> None:
+        for runner in self.started.values():
+            runner.close()
 
 
 @pytest.fixture(scope="session")
-def tf_runner(workdir):
-    with FrameworkRunner("tf", THREADS, DEVICE, workdir=str(workdir / "tf")) as runner:
-        yield runner
+def runners(workdir):
+    started = Runners(workdir)
+    yield started
+    started.close()
+
+
+@pytest.fixture(scope="session")
+def torch_runner(runners):
+    return runners["torch"]
+
+
+@pytest.fixture(scope="session")
+def tf_runner(runners):
+    return runners["tf"]
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +120,6 @@ class TwinCache:
             if size is not None and size > RECYCLE_BYTES:
                 runner.restart()
 
-
     def release_all(self) -> None:
         for name in list(self.pairs):
             self.release(name)
@@ -99,8 +129,8 @@ _caches: list[TwinCache] = []
 
 
 @pytest.fixture(scope="session")
-def twin_for(torch_runner, tf_runner, parity_report):
-    cache = TwinCache({"torch": torch_runner, "tf": tf_runner}, parity_report)
+def twin_for(runners, parity_report):
+    cache = TwinCache(runners.all(), parity_report)
     _caches.append(cache)
     yield cache
     cache.release_all()
@@ -117,8 +147,17 @@ def pytest_runtest_teardown(item, nextitem):
             cache.release_all()
 
 
-def pytest_terminal_summary(terminalreporter):
-    if _report.cases:
+def pytest_sessionstart(session):
+    session.config._twinframe_started = timestamp()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The table of the cases this session ran.  Under pytest-xdist the workers wrote them to the
+    report (merged, locked); the controller, which ran none, reads them back."""
+    cases = _report.cases or {name: entry for name, entry in read_cases(REPORT_PATH).items()
+                              if entry.get("generated", "") >= getattr(config, "_twinframe_started", "~")}
+    if cases and not os.environ.get("PYTEST_XDIST_WORKER"):
         terminalreporter.section("twinframe parity")
-        terminalreporter.write_line(format_table([summarize(n, e) for n, e in _report.cases.items()]))
+        terminalreporter.write_line(format_table([summarize(n, e) for n, e in sorted(cases.items())]))
         terminalreporter.write_line(f"report: {REPORT_PATH}")
+

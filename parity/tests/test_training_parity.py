@@ -86,12 +86,15 @@ RECIPES = {
 }
 
 
-@pytest.mark.parametrize("recipe", sorted(RECIPES))
+# the default recipe (the demo's) in `make test`, every other in `make test-slow`
+@pytest.mark.parametrize("recipe", [name if name == "medianet" else pytest.param(name, marks=pytest.mark.slow)
+                                    for name in sorted(RECIPES)])
 def test_a_recipe_trains_the_same_trajectory_in_both_frameworks(recipe, data, tmp_path):
     args = RECIPES[recipe]
     judged(train_pair(tmp_path, [*args, "--data-dir", str(data)] if "--dataset" in args else args))
 
 
+@pytest.mark.slow
 def test_the_three_aecnn_stages_train_the_same_trajectories(data, tmp_path):
     """Stage 3 starts both frameworks from the torch stage-1 and stage-2 runs' best weights."""
     common = ["--recipe", "aecnn", "--dataset", "medmnist", "--flag", "chestmnist", "--size", "128",

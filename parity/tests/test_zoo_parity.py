@@ -71,6 +71,7 @@ def test_float64_twins_agree_to_float64_precision(twin, parity_report):
     judged(check_float64(twin), parity_report, twin)
 
 
+@pytest.mark.pipeline
 def test_gradients_and_train_step_state_agree(twin, parity_report, request):
     if "gradients" in twin.case.known_failures:
         request.applymarker(pytest.mark.xfail(strict=True, reason=twin.case.known_failures["gradients"]))
@@ -85,9 +86,11 @@ def test_gradients_and_train_step_state_agree(twin, parity_report, request):
         assert not row.reason or "discontinuous at this input" in row.reason, row.reason
 
 
+@pytest.mark.pipeline
 def test_onnx_four_way_agreement(twin, parity_report, workdir):
     judged(check_onnx(twin, str(workdir)), parity_report, twin)
 
 
+@pytest.mark.pipeline
 def test_determinism_same_seed_and_repeat_forward(twin, parity_report):
     judged(check_determinism(twin), parity_report, twin)
