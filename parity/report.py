@@ -18,8 +18,9 @@ def timestamp() -> str:
 
 
 class ParityReport:
-    """Accumulates results by case and section; ``write`` merges into an existing file,
-    replacing only the cases run now (each case carries its own timestamp)."""
+    """Accumulates results by case and section; ``write`` merges into an existing file section by
+    section, replacing only the checks run now, so `make test` and then `make test-slow` leave
+    every check of every case in one report (each case keeps the time it was last updated)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -34,7 +35,12 @@ class ParityReport:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.parent / f".{self.path.name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            models = {**read_cases(self.path), **self.cases}
+            models = read_cases(self.path)
+            for name, entry in self.cases.items():
+                before = models.get(name, {})
+                models[name] = {**before, **entry}
+                if "durations" in entry:  # each tier timed its own steps
+                    models[name]["durations"] = {**before.get("durations", {}), **entry["durations"]}
             document = {"schema": SCHEMA, "generated": timestamp(), "models": models,
                         "summary": [summarize(name, entry) for name, entry in sorted(models.items())]}
             atomic_write_bytes(self.path, (json.dumps(document, indent=1, default=_jsonable) + "\n").encode())

@@ -29,6 +29,22 @@ def test_report_merges_by_case_and_summarizes(tmp_path):
     assert "first divergent" in table and "m1" in table and " b " in table
 
 
+def test_a_case_checked_in_two_runs_keeps_the_checks_of_both(tmp_path):
+    """`make test` and then `make test-slow` check different parts of one case."""
+    path = tmp_path / "parity.json"
+    fast = ParityReport(path)
+    fast.record("m", "layerwise_propagated", entry())
+    fast.record("m", "durations", {"build": 1.0})
+    fast.write()
+    slow = ParityReport(path)
+    slow.record("m", "onnx", {"passed": True})
+    slow.record("m", "durations", {"onnx": 2.0})
+    slow.write()
+    merged = json.loads(path.read_text())["models"]["m"]
+    assert {"layerwise_propagated", "onnx"} <= set(merged)
+    assert merged["durations"] == {"build": 1.0, "onnx": 2.0}
+
+
 def test_a_damaged_report_is_replaced_not_merged(tmp_path):
     path = tmp_path / "parity.json"
     path.write_text("{ half written")
