@@ -44,7 +44,8 @@ def _registered_families(package: str) -> set[str]:
     return set(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("package", ["impl_torch", "impl_tf"])
+@pytest.mark.parametrize("package", [pytest.param("impl_torch", marks=pytest.mark.torch),
+                                     pytest.param("impl_tf", marks=pytest.mark.tf)])
 def test_every_spec_model_has_a_builder_in_this_twin(package):
     registered = _registered_families(package)
     needed = {name: models.resolve(name).family for name in models.list_models()}
