@@ -6,41 +6,21 @@ Each family module registers its builder where it is defined (``@register_family
 
 from __future__ import annotations
 
-from typing import Callable
-
 import keras
 
-from canon import models as spec_models
-from canon.errors import UnknownModelError
+from canon import models as canon_models
 
-_BUILDERS: dict[str, Callable[..., keras.Model]] = {}
-
-
-def register_family(family: str) -> Callable:
-    """Decorator: ``builder(config)`` builds every canon model whose config names ``family``."""
-    def register(builder):
-        if family in _BUILDERS:
-            raise ValueError(f"family {family!r} has two Keras builders: {_BUILDERS[family].__qualname__}, "
-                             f"{builder.__qualname__}")
-        _BUILDERS[family] = builder
-        return builder
-    return register
+_BUILDERS = canon_models.Builders("Keras")
+register_family = _BUILDERS.register  # decorator: builder(config) builds every model of that family
 
 
 def families() -> list[str]:
-    return sorted(_BUILDERS)
+    return _BUILDERS.families()
 
 
 def list_models() -> list[str]:
-    return spec_models.list_models()
+    return canon_models.list_models()
 
 
 def create_model(name: str, **config) -> keras.Model:
-    resolved = spec_models.resolve(name, **config)
-    try:
-        builder = _BUILDERS[resolved.family]
-    except KeyError:
-        raise UnknownModelError(f"model {name!r} (family {resolved.family!r}) has no Keras builder; "
-                                f"register one with @register_family({resolved.family!r})") from None
-    return builder(resolved)
-
+    return _BUILDERS.build(name, **config)

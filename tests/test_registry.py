@@ -68,3 +68,14 @@ def test_every_spec_model_has_a_parity_case_or_a_reasoned_exemption():
 def test_a_name_registered_twice_is_refused():
     with pytest.raises(ValueError, match="model 'resnet18' is registered twice"):
         models.register_models({"resnet18": {}})(type("Another", (), {}))
+
+
+def test_a_twin_without_a_builder_for_a_family_names_it_and_the_way_out():
+    builders = models.Builders("Mine")
+    builders.register("vgg")(lambda config: ("vgg", config.depth))
+    assert builders.build("vgg13") == ("vgg", 13) and builders.families() == ["vgg"]
+    with pytest.raises(UnknownModelError, match=r"model 'resnet18' \(family 'resnet'\) has no Mine builder; "
+                                                r"register one with @register_family\('resnet'\)"):
+        builders.build("resnet18")
+    with pytest.raises(ValueError, match="family 'vgg' has two Mine builders"):
+        builders.register("vgg")(lambda config: None)

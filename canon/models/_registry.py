@@ -61,3 +61,32 @@ def import_family_modules(package: str, path) -> None:
     for module in pkgutil.iter_modules(path):
         if not module.name.startswith("_"):
             importlib.import_module(f"{package}.{module.name}")
+
+
+class Builders:
+    """A twin's table of family builders: ``@register("resnet")`` on the builder where it is
+    defined, ``build(name, **config)`` resolves the name here and calls its family's builder."""
+
+    def __init__(self, twin: str):
+        self.twin, self._builders = twin, {}
+
+    def register(self, family: str) -> Callable:
+        def register(builder):
+            if family in self._builders:
+                raise ValueError(f"family {family!r} has two {self.twin} builders: "
+                                 f"{self._builders[family].__qualname__}, {builder.__qualname__}")
+            self._builders[family] = builder
+            return builder
+        return register
+
+    def families(self) -> list[str]:
+        return sorted(self._builders)
+
+    def build(self, name: str, **config):
+        resolved = resolve(name, **config)
+        try:
+            builder = self._builders[resolved.family]
+        except KeyError:
+            raise UnknownModelError(f"model {name!r} (family {resolved.family!r}) has no {self.twin} builder; "
+                                    f"register one with @register_family({resolved.family!r})") from None
+        return builder(resolved)
