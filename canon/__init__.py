@@ -1,8 +1,8 @@
-"""Framework-free specification shared by both twins.
+"""The framework-free contract between the twins.
 
-Nothing under ``spec`` may import torch or tensorflow: architecture configs,
-canonical names, layout conversions, tolerances and the canonical weight format
-live here so that both implementations (and the parity layer) agree on them.
+Nothing under ``canon`` may import torch or tensorflow: model configs and names, canonical
+weight names and layouts, the canonical weight format, tolerances and the training contract live
+here so that both implementations (and the parity layer) agree on them.
 """
 
 __version__ = "0.1.0"
