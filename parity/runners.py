@@ -17,7 +17,7 @@ import numpy as np
 
 from parity import frameworks
 from parity.protocol import INPUT_ARRAY, ArrayFile, load_arrays, output_key, save_arrays, target_key
-from parity.worker import WorkerClient
+from parity.worker import DEFAULT_STARTUP_TIMEOUT, WorkerClient
 
 
 
@@ -50,7 +50,9 @@ class FrameworkRunner:
 
     def _start(self) -> None:
         self.worker = WorkerClient(self.framework, self._adapter, log_dir=self.workdir, **self._options)
-        self.environment = self.worker.call("setup", **self._settings)
+        # setup is part of bringing the worker up (its first use of the framework): it gets the
+        # start-up allowance, not the per-request --timeout, which a loaded machine can exceed
+        self.environment = self.worker.call("setup", timeout=DEFAULT_STARTUP_TIMEOUT, **self._settings)
 
     def restart(self) -> None:
         """A fresh worker with the same settings.  Freeing a model does not give back what a
