@@ -68,6 +68,23 @@ def model_factories() -> dict[str, str]:
     return {row.name: row.model_factory for row in FRAMEWORKS.values()}
 
 
+# What every framework process sets before its import, where the user has not: deterministic
+# kernels, no oneDNN reordering in TF, quiet logs.
+DETERMINISTIC_ENV = {
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+    "TF_DETERMINISTIC_OPS": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+    "PYTHONHASHSEED": "0",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def process_environment(name: str, deterministic: bool = True) -> dict[str, str]:
+    """The environment a process of framework ``name`` starts with (a worker, or a training run)."""
+    return {**(DETERMINISTIC_ENV if deterministic else {}), **environment(name)}
+
+
 def environment(name: str) -> dict[str, str]:
     """What a process of this framework sets before importing it (nothing for an unknown name:
     a user's own adapter under its own name)."""

@@ -60,7 +60,7 @@ class Adapter:
     paths name canonical safetensors (weights), npz files (arrays) or ONNX files.  Each method's
     docstring is the op's contract: its arguments and what it answers (JSON-able)."""
 
-    framework = "?"
+    framework = "?"  # its row name in parity.frameworks: reported by environment() and in weight files
 
     def setup(self, threads: int = 1, device: str = "cpu", deterministic: bool = True) -> dict:
         """Threads, device, deterministic kernels, TF32 off.  Answers :meth:`environment`."""

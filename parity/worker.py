@@ -26,17 +26,6 @@ from pathlib import Path
 from parity import frameworks
 from parity.protocol import load_adapter
 
-# Environment every framework worker starts with: deterministic kernels,
-# no oneDNN reordering in TF, quiet logs.  Values already set by the user win.
-DETERMINISTIC_ENV = {
-    "TF_ENABLE_ONEDNN_OPTS": "0",
-    "TF_DETERMINISTIC_OPS": "1",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-    "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
-    "PYTHONHASHSEED": "0",
-    "PYTHONUNBUFFERED": "1",
-}
-
 DEFAULT_STARTUP_TIMEOUT = 300.0
 DEFAULT_CALL_TIMEOUT = 1800.0
 LOG_TAIL_LINES = 30
@@ -101,7 +90,7 @@ class WorkerClient:
     # -- life cycle -----------------------------------------------------------
     def _start(self, extra_env: dict[str, str], startup_timeout: float) -> None:
         read_fd, write_fd = os.pipe()
-        env = {**DETERMINISTIC_ENV, **frameworks.environment(self.framework), **os.environ, **extra_env}
+        env = {**frameworks.process_environment(self.framework), **os.environ, **extra_env}  # the user's win
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         self._log = open(self.log_path, "wb")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 
 from parity import frameworks
-from parity.worker import DETERMINISTIC_ENV
 from repro.recipes import Recipe
 
 HANDLE = "run"
@@ -20,8 +19,7 @@ HANDLE = "run"
 class Backend:
     def __init__(self, framework: str, threads: int = 1, device: str = "cpu", deterministic: bool = True):
         row = frameworks.get(framework)
-        settings = {**(DETERMINISTIC_ENV if deterministic else {}), **frameworks.environment(framework)}
-        for key, value in settings.items():  # before the framework is imported
+        for key, value in frameworks.process_environment(framework, deterministic).items():  # before its import
             os.environ.setdefault(key, value)
         self.framework, self.factory, self.precision = framework, row.model_factory, "float32"
         self.adapter, self.training = row.load_adapter(), row.load_training()  # this framework, this process only

@@ -225,7 +225,7 @@ class TfAdapter(Adapter):
     def environment(self) -> dict:
         gpus = tf.config.get_visible_devices("GPU")
         return {
-            "framework": "tf",
+            "framework": self.framework,
             "versions": {
                 "tensorflow": tf.__version__, "keras": keras.__version__,
                 "numpy": np.__version__, "python": platform.python_version(),
@@ -273,7 +273,7 @@ class TfAdapter(Adapter):
         return self._models.get(handle)
 
     def save_weights(self, handle: str, path: str, metadata: dict | None = None) -> dict:
-        digest = save_canonical(path, canonical_weights(self._models.get(handle)), {"framework": "tf", **(metadata or {})})
+        digest = save_canonical(path, canonical_weights(self._models.get(handle)), {"framework": self.framework, **(metadata or {})})
         return {"digest": digest}
 
     def load_weights(self, handle: str, path: str) -> dict:

@@ -157,7 +157,7 @@ class TorchAdapter(Adapter):
 
     def environment(self) -> dict:
         return {
-            "framework": "torch",
+            "framework": self.framework,
             "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
             "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
             "device": self._device,
@@ -190,7 +190,7 @@ class TorchAdapter(Adapter):
         return self._models.get(handle)
 
     def save_weights(self, handle: str, path: str, metadata: dict | None = None) -> dict:
-        digest = save_canonical(path, canonical_weights(self._models.get(handle)), {"framework": "torch", **(metadata or {})})
+        digest = save_canonical(path, canonical_weights(self._models.get(handle)), {"framework": self.framework, **(metadata or {})})
         return {"digest": digest}
 
     def load_weights(self, handle: str, path: str) -> dict:
