@@ -96,3 +96,40 @@ def flatten_row_permutation(channels: int, height: int, width: int) -> np.ndarra
     (C, H, W) order in torch: ``keras_kernel = dense_to_keras(w)[perm]``.
     """
     return np.arange(channels * height * width).reshape(channels, height, width).transpose(1, 2, 0).ravel()
+
+
+# -- activation layouts --------------------------------------------------------------------
+# What a tensor's axes mean, declared for each model input and output and ruled for each layer
+# kind.  "channels": Keras holds it channels-last (N, ..., C), torch channels-first (N, C, ...);
+# "plain": both hold the same axes (token ids, (batch, sequence, features), (batch, features)).
+CHANNELS, PLAIN = "channels", "plain"
+# the names a user declares, with the rank each implies (None: any rank)
+LAYOUTS: dict[str, tuple[str, int | None]] = {
+    "image": (CHANNELS, 4),     # NCHW <-> NHWC
+    "signal": (CHANNELS, 3),    # NCL <-> NLC
+    "volume": (CHANNELS, 5),    # NCDHW <-> NDHWC
+    "channels": (CHANNELS, None),
+    "sequence": (PLAIN, None),  # (batch, sequence[, features]): no transpose
+    "plain": (PLAIN, None),
+}
+
+
+def activation_layout(declared: str, shape: tuple[int, ...] | None = None) -> str:
+    """The conversion (CHANNELS or PLAIN) of a declared layout, its rank checked against ``shape``."""
+    try:
+        conversion, rank = LAYOUTS[declared]
+    except KeyError:
+        raise ValueError(f"unknown layout {declared!r}; known: {', '.join(LAYOUTS)}") from None
+    if shape is not None and rank is not None and len(shape) != rank:
+        raise ValueError(f"layout {declared!r} is rank {rank}, got an array of shape {tuple(shape)}")
+    return conversion
+
+
+def to_canonical(array: np.ndarray, conversion: str) -> np.ndarray:
+    """A Keras activation in canonical (torch) axis order."""
+    return channels_first(array) if conversion == CHANNELS else np.asarray(array)
+
+
+def from_canonical(array: np.ndarray, conversion: str) -> np.ndarray:
+    """A canonical activation in Keras' axis order."""
+    return channels_last(array) if conversion == CHANNELS else np.asarray(array)

@@ -147,6 +147,8 @@ class PixelShuffle(keras.layers.Layer):
     ``c`` at offset (i, j).  TF's depth_to_space orders channels (i, j, c): the two agree only
     for one output channel."""
 
+    canonical_layout = "channels"  # NHWC in, NHWC out (parity.mappings)
+
     def __init__(self, factor: int, **kwargs):
         super().__init__(**kwargs)
         self.factor = factor
@@ -183,6 +185,8 @@ class AdaptiveAvgPool2D(keras.layers.Layer):
     """torch's AdaptiveAvgPool2d on NHWC at any input size (Keras has no such layer):
     each output cell averages its torch bin, applied as two averaging matrices."""
 
+    canonical_layout = "channels"  # NHWC in, NHWC out (parity.mappings)
+
     def __init__(self, output_size: tuple[int, int], **kwargs):
         super().__init__(**kwargs)
         self.output_size = tuple(output_size)
@@ -203,6 +207,8 @@ class AdaptiveAvgPool2D(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="twinframe")
 class RepeatChannels(keras.layers.Layer):
     """A one-channel image repeated to ``channels`` channels."""
+
+    canonical_layout = "channels"  # NHWC in, NHWC out (parity.mappings)
 
     def __init__(self, channels: int, **kwargs):
         super().__init__(**kwargs)

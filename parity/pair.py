@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from parity import frameworks
-from parity.protocol import INPUT_GRADIENT, ArrayFile, output_key
+from parity.coverage import Coverage, compared_layers, coverage
+from parity.protocol import ArrayFile, input_gradient_key, output_key
 from parity.runners import BuiltModel, FrameworkRunner, discard
 from canon import inputs as spec_inputs
 from canon.tolerances import ToleranceSet
@@ -44,15 +45,51 @@ class ParityCase:
     slow: bool = False  # the full pipeline runs in the slow suite only (`make test-slow`)
     # check -> why it is known to fail (the tests mark it xfail(strict): it must keep failing)
     known_failures: dict = field(default_factory=dict)
+    # the model's inputs, when not one image of input_shape: InputSpec entries (made from the
+    # seed), or arrays (real data, token ids, masks) with one layout each in input_layouts
+    inputs: tuple = ()
+    input_layouts: tuple[str, ...] = ()
+    # module name -> why it is not compared (a weight-holding module without counterpart fails otherwise)
+    uncompared: dict = field(default_factory=dict)
+    # catalogued differences (parity.causes keys) accepted where they explain a tensor fully
+    known_differences: tuple[str, ...] = ()
 
-    def losses(self, outputs: int) -> tuple[str, ...]:
-        return (self.loss,) * outputs if isinstance(self.loss, str) else tuple(self.loss)
+    def __post_init__(self) -> None:
+        specs = [x for x in self.inputs if isinstance(x, spec_inputs.InputSpec)]
+        if specs and len(specs) != len(self.inputs):
+            raise ValueError(f"case {self.name!r}: inputs are all InputSpec or all arrays, not a mix")
+        if self.inputs and not specs:
+            layouts = self.input_layouts or tuple("plain" for x in self.inputs if np.ndim(x) < 3)
+            spec_inputs.check_inputs([np.asarray(x) for x in self.inputs], layouts, f"case {self.name!r}")
+            object.__setattr__(self, "input_layouts", tuple(layouts))
+
+    def input_specs(self) -> list[dict]:
+        """``{shape, dtype, layout}`` of each model input, for the workers."""
+        if not self.inputs:
+            return [{"shape": list(self.input_shape), "dtype": "float32", "layout": "image"}]
+        if isinstance(self.inputs[0], spec_inputs.InputSpec):
+            return [{"shape": list(s.shape), "dtype": s.dtype, "layout": s.layout} for s in self.inputs]
+        return [{"shape": list(np.shape(x)), "dtype": str(np.asarray(x).dtype), "layout": layout}
+                for x, layout in zip(self.inputs, self.input_layouts)]
+
+    def make_inputs(self) -> list[np.ndarray]:
+        if not self.inputs:
+            return [spec_inputs.parity_input(self.input_shape, seed=self.seed, allow_square=self.allow_square_input)]
+        if isinstance(self.inputs[0], spec_inputs.InputSpec):
+            return spec_inputs.make_inputs(self.inputs, self.seed)
+        return [np.asarray(x) for x in self.inputs]
+
+    def losses(self, output_shapes: list[tuple[int, ...]]) -> tuple[str, ...]:
+        """One loss kind per output; ``"auto"``: cross-entropy on (batch, classes) logits, else MSE."""
+        if self.loss == "auto":
+            return tuple("cross_entropy" if len(shape) == 2 else "mse" for shape in output_shapes)
+        return (self.loss,) * len(output_shapes) if isinstance(self.loss, str) else tuple(self.loss)
 
     def targets(self, output_shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
         """Fixed targets for each output, of the kind its loss takes."""
         rng = np.random.default_rng(self.seed + 1)
         targets = []
-        for kind, shape in zip(self.losses(len(output_shapes)), output_shapes):
+        for kind, shape in zip(self.losses(output_shapes), output_shapes):
             if kind == "cross_entropy":
                 targets.append(spec_inputs.class_targets(shape[0], shape[1], seed=self.seed + 1))
             elif kind in ("bce", "bce_logits"):
@@ -77,7 +114,7 @@ class TwinPair:
         self.case, self.runners = case, dict(runners)
         self.ref_name = case.reference
         self.candidates = tuple(name for name in runners if name != case.reference)
-        self.x = spec_inputs.parity_input(case.input_shape, seed=case.seed, allow_square=case.allow_square_input)
+        self.x = case.make_inputs()  # the model's inputs, canonical layout
         self.durations: dict[str, float] = {}
         self._handles = itertools.count()
         with self.timed("build"):
@@ -90,7 +127,11 @@ class TwinPair:
             self.audits = self.concurrently({name: (lambda runner, n=name: runner.load_weights(self.models[n],
                                                                                                 self.weights_path))
                                              for name in self.candidates})
-        self._shared: dict = {"reference_run": None}  # one reference pass for every candidate
+        # one reference pass for every candidate, recording the layers any candidate shares with it
+        shared = set().union(*(compared_layers(self.models[self.ref_name].modules, self.models[c].modules)
+                               for c in self.candidates))
+        self._shared: dict = {"reference_run": None,
+                              "recorded": [m["name"] for m in self.models[self.ref_name].modules if m["name"] in shared]}
         self._views: list[TwinPair] = []
         self._look_at(self.candidates[0])
 
@@ -99,6 +140,7 @@ class TwinPair:
         self.ref, self.other = self.runners[self.ref_name], self.runners[candidate]
         self.ref_model, self.other_model = self.models[self.ref_name], self.models[candidate]
         self.audit = self.audits[candidate]
+        self.compared = compared_layers(self.ref_model.modules, self.other_model.modules)
         self.rebuilt_digests: dict[str, str] = {}  # initial digests of later same-seed builds
         self.results: dict = {}  # what a check computed once and another reuses (the float64 run)
         self.float64_gradients: dict[str, ArrayFile] = {}  # on disk, for re-judging float32 gradients
@@ -119,7 +161,7 @@ class TwinPair:
     def build(self, runner: FrameworkRunner, dtype: str = "float32") -> BuiltModel:
         handle = f"{self.case.name}-{runner.framework}-{next(self._handles)}"
         return runner.build(self.case.factories[runner.framework], self.case.model, self.case.config,
-                            seed=self.case.seed, handle=handle, dtype=dtype)
+                            seed=self.case.seed, handle=handle, dtype=dtype, inputs=self.case.input_specs())
 
     def runner(self, name: str) -> FrameworkRunner:
         return self.runners[name]
@@ -152,6 +194,7 @@ class TwinPair:
         case = self.case
         return {
             "case": {"model": case.model, "config": case.config, "input_shape": list(case.input_shape),
+                     "inputs": case.input_specs(),
                      "seed": case.seed, "loss": case.loss if isinstance(case.loss, str) else list(case.loss), "reference": case.reference, "factories": case.factories},
             "environment": {self.ref_name: self.ref.environment, self.other_name: self.other.environment},
             "durations": self.durations,
@@ -189,22 +232,44 @@ class TwinPair:
     def reference_run(self) -> tuple[dict, list[str]]:
         if self._shared["reference_run"] is None:
             # kept on disk: read one layer at a time, and handed to the isolated check by path
-            self._shared["reference_run"] = self.ref.forward(self.ref_model, self.x, capture=True, keep=True)
+            self._shared["reference_run"] = self.ref.forward(self.ref_model, self.x, capture=self._shared["recorded"],
+                                                             keep=True)
         return self._shared["reference_run"]
 
     def output_keys(self) -> list[str]:
         outputs = self.reference_run()[0]
         return [key for key in map(output_key, range(len(outputs))) if key in outputs]
 
-    def targets(self) -> list[np.ndarray]:
+    def output_shapes(self) -> list[tuple[int, ...]]:
         outputs = self.reference_run()[0]
-        return self.case.targets([outputs[key].shape for key in self.output_keys()])
+        return [outputs[key].shape for key in self.output_keys()]
+
+    def targets(self) -> list[np.ndarray]:
+        return self.case.targets(self.output_shapes())
+
+    @property
+    def loss(self) -> list[str]:
+        """The case's loss, one kind per output of the reference."""
+        return list(self.case.losses(self.output_shapes()))
 
     def gradient_names(self, arrays: dict) -> list[str]:
         """Canonical (state_dict) order, so the first divergent tensor is the earliest in the
         network; the input's gradient last, as the end of the backward pass."""
         names = [key for name in self.ref_model.weights for key in (f"grad:{name}", f"state:{name}") if key in arrays]
-        return names + [INPUT_GRADIENT] if INPUT_GRADIENT in arrays else names
+        return names + [key for key in map(input_gradient_key, range(len(self.x))) if key in arrays]
+
+    def coverage(self) -> Coverage:
+        """The compared layers, and every module of either twin that is not, with the reason."""
+        return coverage({self.ref_name: self.ref_model.modules, self.other_name: self.other_model.modules},
+                        self.compared, self.case.uncompared)
+
+    def lossy(self) -> list[list[str]]:
+        """The canonical tensors either twin's mapping adds together."""
+        return [group for model in (self.ref_model, self.other_model) for group in model.lossy]
+
+    def inputs_as(self, dtype: str) -> list[np.ndarray]:
+        """The inputs with their floating arrays cast (integer ids and masks stay as they are)."""
+        return [x.astype(dtype) if np.issubdtype(x.dtype, np.floating) else x for x in self.x]
 
 
 def corrupt_weights(source: str, target: str, name: str) -> None:

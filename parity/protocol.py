@@ -19,13 +19,46 @@ from canon.files import atomic_write
 from canon.training import OUTPUT_LOSSES
 
 # -- keys of the exchanged arrays ---------------------------------------------------------
-INPUT_ARRAY = "x"  # the model input, canonical layout (NCHW)
+MODEL_INPUT = "x"  # the model's inputs, canonical layout: x:0, x:1, ...
 OUTPUT, LAYER, INPUT, GRAD, STATE, TARGETS = "output", "layer", "input", "grad", "state", "targets"
 LOSS = "loss"  # the scalar loss of a gradients pass
-INPUT_GRADIENT = f"{GRAD}:input"
 # The loss kinds a gradients pass takes, one per model output (their sum is the loss): the
 # per-output kinds of the one loss vocabulary, canon.training.LOSSES.
 LOSSES = OUTPUT_LOSSES
+
+
+def model_input_key(index: int) -> str:
+    return f"{MODEL_INPUT}:{index}"
+
+
+def input_arrays(inputs) -> dict[str, np.ndarray]:
+    """A model's inputs (one array, or a sequence of them) keyed for the exchange."""
+    inputs = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+    return {model_input_key(i): np.asarray(x) for i, x in enumerate(inputs)}
+
+
+def model_inputs(arrays: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """The model inputs held in an exchange file, in order."""
+    found, index = [], 0
+    while model_input_key(index) in arrays:
+        found.append(arrays[model_input_key(index)])
+        index += 1
+    if not found:
+        raise KeyError(f"the array file holds no model input ({model_input_key(0)}, ...)")
+    return found
+
+
+def input_gradient_key(index: int) -> str:
+    """The gradient of the loss with respect to model input ``index``."""
+    return f"{GRAD}:input:{index}"
+
+
+INPUT_GRADIENT = input_gradient_key(0)
+
+
+def onnx_input_name(index: int, count: int) -> str:
+    """Both frameworks' ONNX files name their inputs alike: ``input``, or ``input_0, input_1 ...``."""
+    return "input" if count == 1 else f"input_{index}"
 
 
 def output_key(index: int) -> str:
@@ -70,9 +103,12 @@ class Adapter:
         """``{framework, versions, threads, device, device_name, flags}``; flags named ``tf32*`` must be False."""
         raise NotImplementedError
 
-    def build(self, handle: str, factory: str, model: str, config: dict, seed: int, dtype: str = "float32") -> dict:
-        """Seed everything, build ``factory(model, **config)`` in ``dtype``.
-        Answers ``{weights: {canonical name: shape}, parameters, layers: [compared layer names]}``."""
+    def build(self, handle: str, factory: str, model: str, config: dict, seed: int, dtype: str = "float32",
+              inputs: list[dict] | None = None) -> dict:
+        """Seed everything, build ``factory(model, **config)`` in ``dtype``; ``inputs`` (``{shape, dtype,
+        layout}`` each, canonical shapes) builds a model that creates its weights on first call.
+        Answers ``{weights: {canonical name: shape}, parameters, layers: [leaf layer names],
+        modules: [{name, kind, weights: [its own canonical names], leaf, config}]}``."""
         raise NotImplementedError
 
     def free(self, handle: str) -> None:
@@ -97,9 +133,11 @@ class Adapter:
     def save_native(self, handle: str, path: str) -> dict:
         raise NotImplementedError
 
-    def forward(self, handle: str, input_path: str, output_path: str, capture: bool = False) -> dict:
-        """Inference on ``INPUT_ARRAY``; writes ``output:i`` and, with ``capture``, every compared
-        layer's ``layer:`` output and ``input:`` inputs.  Answers ``{layers: [names in run order]}``."""
+    def forward(self, handle: str, input_path: str, output_path: str, capture: bool | list = False) -> dict:
+        """Inference on the ``x:i`` inputs; writes ``output:i`` (a tuple or dict output flattened, a
+        dict by sorted key) and, for the layers ``capture`` names (True: every leaf), each one's
+        ``layer:`` output (its first tensor) and ``input:`` inputs, and the model inputs again.
+        Answers ``{layers: [recorded names in run order]}``."""
         raise NotImplementedError
 
     def forward_isolated(self, handle: str, reference_path: str, output_path: str, layers: list[str]) -> dict:
@@ -107,14 +145,16 @@ class Adapter:
         raise NotImplementedError
 
     def gradients(self, handle: str, input_path: str, output_path: str, loss: str | list = "cross_entropy") -> dict:
-        """One train-mode pass (dropout off) on ``INPUT_ARRAY`` and ``targets:i``, state restored after;
-        writes ``grad:`` of every trained weight and of the input, ``state:`` of the others, ``loss``.
+        """One train-mode pass (dropout off) on the ``x:i`` inputs and ``targets:i``, state restored
+        after; writes ``grad:`` of every trained weight and of each floating input
+        (``grad:input:i``), ``state:`` of the others, ``loss``.
         Answers ``{loss}``."""
         raise NotImplementedError
 
     def export_onnx(self, handle: str, path: str, input_shape: list[int], opset: int = 18, **options) -> dict:
         """An ONNX file taking and returning the canonical layout, checked before it is renamed into
-        place.  Answers ``{exporter, opset, versions, input_layout}``."""
+        place; ``inputs=[{shape, dtype}, ...]`` for several or integer inputs (named by
+        :func:`onnx_input_name`).  Answers ``{exporter, opset, versions, input_layout}``."""
         raise NotImplementedError
 
     def ops(self) -> dict:

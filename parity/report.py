@@ -140,3 +140,27 @@ def format_table(rows: list[dict]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def describe_case(name: str, entry: dict) -> str:
+    """One case for a terminal: its table row, then every failure, the probable cause of each
+    mismatch, and the modules not compared with the reason."""
+    from parity.verdict import CheckResult
+
+    lines = [format_table([summarize(name, entry)])]
+    failures = [line for section in CHECK_NAMES if isinstance(entry.get(section), dict)
+                for line in CheckResult.from_dict(entry[section]).failures()]
+    if failures:
+        lines += ["", "failed:"] + [f"  {line}" for line in failures]
+    causes = [cause for section in CHECK_NAMES if isinstance(entry.get(section), dict)
+              for cause in entry[section].get("probable_causes", [])]
+    for cause in causes:
+        lines.append(f"  at {cause['layer']}: {cause['text']}")
+    coverage = (entry.get("contract") or {}).get("coverage")
+    if coverage:
+        lines += ["", f"coverage: {coverage['compared']} layer(s) compared, {len(coverage['not_compared'])} not:"]
+        lines += [f"  {'FAIL ' if e['fails'] else ''}{e['framework']} {e['name']} ({e['kind']}): {e['reason']}"
+                  for e in coverage["not_compared"]]
+    verdicts = [entry[c]["passed"] for c in CHECK_NAMES if isinstance(entry.get(c), dict) and "passed" in entry[c]]
+    lines += ["", f"verdict: {'PASS' if verdicts and all(verdicts) else 'FAIL'}"]
+    return "\n".join(lines)

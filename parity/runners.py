@@ -16,7 +16,7 @@ from typing import Mapping
 import numpy as np
 
 from parity import frameworks
-from parity.protocol import INPUT_ARRAY, ArrayFile, load_arrays, output_key, save_arrays, target_key
+from parity.protocol import ArrayFile, input_arrays, load_arrays, onnx_input_name, output_key, save_arrays, target_key
 from parity.worker import DEFAULT_STARTUP_TIMEOUT, WorkerClient
 
 
@@ -29,7 +29,10 @@ class BuiltModel:
     handle: str
     weights: dict[str, tuple[int, ...]]
     parameters: int
-    layers: list[str] = field(default_factory=list)
+    layers: list[str] = field(default_factory=list)  # its leaf layers
+    modules: list[dict] = field(default_factory=list)  # every named module: name, kind, weights, leaf, config
+    # canonical tensors its mapping adds together (torch's two RNN biases into Keras' one)
+    lossy: list[list[str]] = field(default_factory=list)
 
 
 class FrameworkRunner:
@@ -78,12 +81,14 @@ class FrameworkRunner:
 
     # -- models ---------------------------------------------------------------
     def build(self, factory: str, model: str, config: dict | None = None, seed: int = 0, handle: str | None = None,
-              dtype: str = "float32") -> BuiltModel:
+              dtype: str = "float32", inputs: list[dict] | None = None) -> BuiltModel:
+        """``inputs``: ``{shape, dtype, layout}`` per model input (a model that builds on first call needs them)."""
         handle = handle or f"{model}-{next(self._names)}"
         info = self.worker.call("build", handle=handle, factory=factory, model=model, config=config or {}, seed=seed,
-                                dtype=dtype)
+                                dtype=dtype, **({"inputs": inputs} if inputs else {}))
         weights = {name: tuple(shape) for name, shape in info["weights"].items()}
-        return BuiltModel(self, handle, weights, info["parameters"], info["layers"])
+        return BuiltModel(self, handle, weights, info["parameters"], info["layers"], info.get("modules", []),
+                          info.get("lossy", []))
 
     def save_weights(self, model: BuiltModel, path: str | None = None, metadata: dict | None = None) -> tuple[str, str]:
         path = path or self.scratch(f"{model.handle}-weights", ".safetensors")
@@ -124,18 +129,22 @@ class FrameworkRunner:
         finally:  # exchange files are transient; big models would fill the disk
             discard(*(() if given else (source,)), *(() if kept else (target,)))
 
-    def forward(self, model: BuiltModel, x: np.ndarray, capture: bool = False, keep: bool = False) -> tuple[Mapping, list[str]]:
-        arrays, info = self._exchange("forward", model, {INPUT_ARRAY: x}, keep=keep, capture=capture)
+    def forward(self, model: BuiltModel, inputs, capture: bool | list = False, keep: bool = False) -> tuple[Mapping, list[str]]:
+        """``inputs``: the model's input array, or a list of them; ``capture``: the layers to record
+        (a list of names, True for every leaf)."""
+        arrays, info = self._exchange("forward", model, input_arrays(inputs), keep=keep, capture=capture)
         return arrays, info["layers"]
 
-    def forward_isolated(self, model: BuiltModel, reference: Mapping, layers: list[str]) -> dict:
-        """Each layer alone on ``reference``'s captured inputs (a kept forward's ArrayFile goes as it is)."""
-        return self._exchange("forward_isolated", model, reference, layers=list(layers))[0]
+    def forward_isolated(self, model: BuiltModel, reference: Mapping, layers: list[str]) -> tuple[dict, dict]:
+        """Each layer alone on ``reference``'s captured inputs (a kept forward's ArrayFile goes as it
+        is).  Answers the outputs and ``{layer: why}`` for the layers that cannot be run alone."""
+        arrays, info = self._exchange("forward_isolated", model, reference, layers=list(layers))
+        return arrays, info.get("not_isolated", {})
 
-    def gradients(self, model: BuiltModel, x: np.ndarray, targets, loss="cross_entropy") -> dict:
+    def gradients(self, model: BuiltModel, inputs, targets, loss="cross_entropy") -> dict:
         """``targets``: one array per output (a bare array for one output); ``loss``: a kind, or one per output."""
         targets = targets if isinstance(targets, (list, tuple)) else [targets]
-        arrays = {INPUT_ARRAY: x, **{target_key(i): t for i, t in enumerate(targets)}}
+        arrays = {**input_arrays(inputs), **{target_key(i): t for i, t in enumerate(targets)}}
         return self._exchange("gradients", model, arrays, loss=loss if isinstance(loss, str) else list(loss))[0]
 
     def export_onnx(self, model: BuiltModel, input_shape, path: str | None = None, opset: int = 18, **options) -> tuple[str, dict]:
@@ -167,7 +176,13 @@ class OnnxRuntimeRunner:
         self.settings = {"optimization": optimization, "threads": threads, "providers": list(providers),
                          "onnxruntime": ort.__version__}
 
-    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        (feed,) = self.session.get_inputs()
-        results = self.session.run(None, {feed.name: x})
+    def infer(self, inputs) -> dict[str, np.ndarray]:
+        """``inputs``: one array or a list, fed to the inputs named by ``onnx_input_name``."""
+        inputs = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+        feeds = {feed.name: feed for feed in self.session.get_inputs()}
+        names = [onnx_input_name(i, len(inputs)) for i in range(len(inputs))]
+        if len(feeds) != len(inputs) or set(names) - set(feeds):
+            # an exporter may drop an input the graph does not use, or name a lone input its own way
+            names = [feed.name for feed in self.session.get_inputs()] if len(feeds) == len(inputs) else names
+        results = self.session.run(None, {name: x for name, x in zip(names, inputs) if name in feeds})
         return {output_key(i): np.asarray(r) for i, r in enumerate(results)}

@@ -67,13 +67,43 @@ def _leaf_modules(net: torch.nn.Module):
     return [(name, m) for name, m in net.named_modules() if name and not any(True for _ in m.children())]
 
 
+def _own_weights(name: str, module: torch.nn.Module) -> list[str]:
+    """The canonical names of what ``module`` holds itself (not its children's)."""
+    own = [n for n, p in module._parameters.items() if p is not None]
+    own += [n for n, b in module._buffers.items()
+            if b is not None and n not in module._non_persistent_buffers_set and not n.endswith(NOT_WEIGHTS)]
+    return [f"{name}.{n}" if name else n for n in own]
+
+
+def _config(module: torch.nn.Module) -> dict:
+    """A module's public settings (kernel_size, eps, momentum, approximate, ...), JSON-ready."""
+    plain = (int, float, str, bool, type(None))
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(module).items()
+            if not k.startswith("_") and (isinstance(v, plain) or (isinstance(v, tuple) and all(isinstance(i, plain) for i in v)))}
+
+
+def _modules(net: torch.nn.Module) -> list[dict]:
+    return [{"name": name, "kind": type(m).__name__, "weights": _own_weights(name, m),
+             "leaf": not any(True for _ in m.children()), "config": _config(m)} for name, m in net.named_modules()]
+
+
 def _to_numpy(value) -> np.ndarray:
     return value.detach().cpu().numpy()
 
 
+def _flatten(value) -> list[torch.Tensor]:
+    """A module's or model's output as a flat list of tensors (dicts by sorted key, as Keras')."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for key in sorted(value) for t in _flatten(value[key])]
+    if isinstance(value, (tuple, list)):
+        return [t for item in value for t in _flatten(item)]
+    return []
+
+
 def _outputs(result) -> dict[str, np.ndarray]:
-    results = result if isinstance(result, (tuple, list)) else (result,)
-    return {output_key(i): _to_numpy(r) for i, r in enumerate(results)}
+    return {output_key(i): _to_numpy(r) for i, r in enumerate(_flatten(result))}
 
 
 def _tensor(array: np.ndarray, device: str, like: torch.nn.Module | None = None) -> torch.Tensor:
@@ -85,13 +115,17 @@ def _tensor(array: np.ndarray, device: str, like: torch.nn.Module | None = None)
 
 
 class _Recorder:
-    """Forward hooks recording every leaf module's inputs and output, once each."""
+    """Forward hooks recording the named modules' first output and their inputs, once each."""
 
-    def __init__(self, net: torch.nn.Module, with_inputs: bool):
+    def __init__(self, net: torch.nn.Module, names: list[str], with_inputs: bool):
         self.arrays: dict[str, np.ndarray] = {}
         self.order: list[str] = []
         self.with_inputs = with_inputs
-        self.hooks = [m.register_forward_hook(self._hook(name)) for name, m in _leaf_modules(net)]
+        modules = dict(net.named_modules())
+        unknown = [name for name in names if name not in modules]
+        if unknown:
+            raise KeyError(f"the torch model has no module(s) {unknown[:5]}")
+        self.hooks = [modules[name].register_forward_hook(self._hook(name)) for name in names]
 
     def _hook(self, name):
         def record(module, inputs, output):
@@ -101,7 +135,9 @@ class _Recorder:
                     "needs one module per call (e.g. relu1 and relu2, not one shared relu)"
                 )
             self.order.append(name)
-            self.arrays[layer_key(name)] = _to_numpy(output)
+            first = _flatten(output)
+            if first:
+                self.arrays[layer_key(name)] = _to_numpy(first[0])
             if self.with_inputs:
                 for i, x in enumerate(t for t in inputs if isinstance(t, torch.Tensor)):
                     self.arrays[input_key(name, i)] = _to_numpy(x)
@@ -170,7 +206,8 @@ class TorchAdapter(Adapter):
             },
         }
 
-    def build(self, handle: str, factory: str, model: str, config: dict, seed: int, dtype: str = "float32") -> dict:
+    def build(self, handle: str, factory: str, model: str, config: dict, seed: int, dtype: str = "float32",
+              inputs: list[dict] | None = None) -> dict:
         seed_everything(seed)
         net = common.load_factory(factory)(model, **config)
         net = net.to(device=self._device, dtype=getattr(torch, dtype)).eval()
@@ -180,6 +217,7 @@ class TorchAdapter(Adapter):
             "weights": {name: list(value.shape) for name, value in weights.items()},
             "parameters": int(sum(p.numel() for p in net.parameters())),
             "layers": [name for name, _ in _leaf_modules(net)],
+            "modules": _modules(net),
         }
 
     def free(self, handle: str) -> None:
@@ -214,18 +252,21 @@ class TorchAdapter(Adapter):
         atomic_write(path, lambda target: torch.save(self._models.get(handle).state_dict(), target))
         return {"path": path}
 
-    def forward(self, handle: str, input_path: str, output_path: str, capture: bool = False) -> dict:
+    def forward(self, handle: str, input_path: str, output_path: str, capture: bool | list = False) -> dict:
         net = self._models.get(handle)
-        x = _tensor(load_arrays(input_path)[protocol.INPUT_ARRAY], self._device, like=net)
-        recorder = _Recorder(net, with_inputs=True) if capture else None
+        data = load_arrays(input_path)
+        inputs = [_tensor(x, self._device, like=net) for x in protocol.model_inputs(data)]
+        names = [name for name, _ in _leaf_modules(net)] if capture is True else list(capture or [])
+        recorder = _Recorder(net, names, with_inputs=True) if names else None
         try:
             with torch.no_grad():
-                arrays = _outputs(net(x))
+                arrays = _outputs(net(*inputs))
         finally:
             if recorder:
                 recorder.close()
         if recorder:
             arrays.update(recorder.arrays)
+            arrays.update(protocol.input_arrays(protocol.model_inputs(data)))
         save_arrays(output_path, arrays)
         return {"layers": recorder.order if recorder else []}
 
@@ -238,7 +279,7 @@ class TorchAdapter(Adapter):
         with torch.no_grad():
             for name in layers:
                 inputs = [_tensor(x, self._device, like=net) for x in common.layer_inputs(reference, name)]
-                arrays[layer_key(name)] = _to_numpy(modules[name](*inputs))
+                arrays[layer_key(name)] = _to_numpy(_flatten(modules[name](*inputs))[0])
         save_arrays(output_path, arrays)
         return {"layers": layers}
 
@@ -259,9 +300,10 @@ class TorchAdapter(Adapter):
                 if isinstance(module, torch.nn.modules.dropout._DropoutNd):
                     module.eval()
             data = load_arrays(input_path)
-            x = _tensor(data[protocol.INPUT_ARRAY], self._device, like=net).requires_grad_(True)
-            outputs = net(x)
-            outputs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
+            inputs = [_tensor(x, self._device, like=net) for x in protocol.model_inputs(data)]
+            for x in inputs:
+                x.requires_grad_(x.is_floating_point())
+            outputs = _flatten(net(*inputs))
             plan = common.loss_plan(loss, data, len(outputs))
             value = sum(_loss(kind, out, _tensor(target, self._device, like=net)) for out, (kind, target) in zip(outputs, plan))
             regulariser = getattr(net, "regularization_loss", None)
@@ -271,7 +313,8 @@ class TorchAdapter(Adapter):
             arrays = {grad_key(n): _to_numpy(p.grad) for n, p in net.named_parameters() if p.grad is not None}
             trained = {n for n, p in net.named_parameters() if p.requires_grad}  # a pass cannot change them
             arrays.update({state_key(n): v for n, v in canonical_weights(net).items() if n not in trained})
-            arrays[protocol.INPUT_GRADIENT] = _to_numpy(x.grad)
+            arrays.update({protocol.input_gradient_key(i): _to_numpy(x.grad) for i, x in enumerate(inputs)
+                           if x.grad is not None})
             arrays[protocol.LOSS] = np.asarray(value.item(), dtype=np.float64)
             save_arrays(output_path, arrays)
         finally:
@@ -284,9 +327,13 @@ class TorchAdapter(Adapter):
                 module.train(training)
         return {"loss": float(arrays[protocol.LOSS])}
 
-    def export_onnx(self, handle: str, path: str, input_shape: list[int], opset: int = 18, exporter: str = "dynamo") -> dict:
+    def export_onnx(self, handle: str, path: str, input_shape: list[int], opset: int = 18, exporter: str = "dynamo",
+                    inputs: list[dict] | None = None) -> dict:
         net = self._models.get(handle)
-        example = torch.zeros(tuple(input_shape), device=self._device)
+        inputs = inputs or [{"shape": list(input_shape), "dtype": "float32"}]
+        examples = tuple(torch.zeros(tuple(spec["shape"]), dtype=getattr(torch, spec.get("dtype", "float32")),
+                                     device=self._device) for spec in inputs)
+        names = [protocol.onnx_input_name(i, len(inputs)) for i in range(len(inputs))]
         if exporter not in ("dynamo", "legacy"):
             raise ValueError(f"unknown torch ONNX exporter {exporter!r}; use 'dynamo' or 'legacy'")
         # the dynamo exporter writes big models as external data unless told not to
@@ -294,8 +341,8 @@ class TorchAdapter(Adapter):
         checked = {}
 
         def write(temporary: str) -> None:  # checked before it is renamed into place
-            torch.onnx.export(net, (example,), temporary, dynamo=(exporter == "dynamo"), opset_version=opset,
-                              input_names=["input"], **options)
+            torch.onnx.export(net, examples, temporary, dynamo=(exporter == "dynamo"), opset_version=opset,
+                              input_names=names, **options)
             checked["opset"], checked["onnx"] = common.checked_onnx(temporary)
 
         atomic_write(path, write)
@@ -304,5 +351,5 @@ class TorchAdapter(Adapter):
             "exporter": f"torch.onnx ({exporter})",
             "opset": opset_used,
             "versions": {"torch": torch.__version__, "onnx": onnx_version},
-            "input_layout": "NCHW",
+            "input_layout": "canonical (channels-first)",
         }

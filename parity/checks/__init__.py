@@ -16,7 +16,7 @@ from parity.checks.onnx import check_onnx
 from parity.pair import ParityCase, TwinPair, corrupt_weights
 from parity.verdict import CHECK_NAMES, CheckResult
 
-__all__ = ["ParityCase", "TwinPair", "corrupt_weights", "run_case", "CHECK_NAMES", "check_contract",
+__all__ = ["ParityCase", "TwinPair", "corrupt_weights", "run_case", "run_checks", "CHECK_NAMES", "check_contract",
            "check_transfer", "check_layerwise", "check_weights_file", "check_float64", "check_gradients",
            "check_onnx", "check_determinism"]
 
@@ -49,20 +49,31 @@ def run_case(pair: TwinPair, report, workdir: str, progress: Callable[[str, int,
     return all([_run_row(row, view, report, workdir, progress) for row, view in rows.items()])
 
 
-def _run_row(name: str, pair: TwinPair, report, workdir: str, progress) -> bool:
-    steps, results = _steps(workdir), []
+def run_checks(pair: TwinPair, workdir: str, progress: Callable[[int, int, str], None] | None = None,
+               skip: tuple[str, ...] = ()) -> list[CheckResult]:
+    """Every check of one pair (one candidate), in order, each a :class:`CheckResult`; a check
+    that raises is a failed result carrying its error, and the rest still run.  ``skip`` names
+    steps not to run (``"onnx"``, ``"determinism"``)."""
+    steps = [(step, check) for step, check in _steps(workdir) if step not in skip]
+    results = []
     for index, (step, check) in enumerate(steps, 1):
         if progress:
-            progress(name, index, len(steps), step)
+            progress(index, len(steps), step)
         try:
             outcome = check(pair)
             done = outcome if isinstance(outcome, tuple) else (outcome,)
         except Exception as error:  # one broken check must not hide the others' results
             done = tuple(CheckResult.from_exception(check_name, error)
                          for check_name in _FAILED_TOGETHER.get(step, (step,)))
-        for result in done:
-            report.record(name, result.check, result)
-            results.append(result)
+        results.extend(done)
+    return results
+
+
+def _run_row(name: str, pair: TwinPair, report, workdir: str, progress) -> bool:
+    told = (lambda index, total, step: progress(name, index, total, step)) if progress else None
+    results = run_checks(pair, workdir, told)
+    for result in results:
+        report.record(name, result.check, result)
     for section, data in pair.metadata().items():
         report.record(name, section, data)
     return all(result.passed for result in results)

@@ -41,14 +41,14 @@ def check_float64(pair: TwinPair) -> tuple[CheckResult, CheckResult]:
     if "float64" in pair.results:
         return pair.results["float64"]
     with pair.timed("float64"):
-        x, targets = pair.x.astype("float64"), pair.targets()
+        x, targets = pair.inputs_as("float64"), pair.targets()
 
         def run(runner: FrameworkRunner, _model) -> tuple[dict, list[str], dict]:
             model = pair.build(runner, dtype="float64")
             try:
                 runner.load_weights(model, pair.weights_path)
-                arrays, order = runner.forward(model, x, capture=True)
-                return arrays, order, runner.gradients(model, x, targets, loss=pair.case.loss)
+                arrays, order = runner.forward(model, x, capture=pair.compared)
+                return arrays, order, runner.gradients(model, x, targets, loss=pair.loss)
             finally:
                 runner.free(model)
 
@@ -91,7 +91,7 @@ def check_gradients(pair: TwinPair) -> CheckResult:
     forward64, backward64 = check_float64(pair)
     with pair.timed("gradients"):
         targets = pair.targets()
-        runs = pair.on_both(lambda runner, model: runner.gradients(model, pair.x, targets, loss=pair.case.loss))
+        runs = pair.on_both(lambda runner, model: runner.gradients(model, pair.x, targets, loss=pair.loss))
         ref, other = runs[pair.ref_name], runs[pair.other_name]
         comparison = compare_named(other, ref, pair.gradient_names(ref), pair.case.tolerances, mode="gradients")
         if forward64.passed and backward64.passed:
@@ -128,15 +128,17 @@ def _float64_gradient_jumps(pair: TwinPair, probes: int = 4) -> dict[str, float]
     """How far the reference's float64 gradients move when the input moves by
     ``CONTINUITY_PROBE`` (relative, fixed seeds): the largest change per tensor."""
     runner, base = pair.ref, pair.float64_gradients[pair.ref_name]
-    x, targets = pair.x.astype("float64"), pair.targets()
+    x, targets = pair.inputs_as("float64"), pair.targets()
     with pair.timed("continuity"):
         model = pair.build(runner, dtype="float64")
         try:
             runner.load_weights(model, pair.weights_path)
             jumps: dict[str, float] = {}
             for probe in range(probes):
-                noise = np.random.default_rng(pair.case.seed + 100 + probe).standard_normal(x.shape)
-                moved = runner.gradients(model, x * (1.0 + CONTINUITY_PROBE * noise), targets, loss=pair.case.loss)
+                rng = np.random.default_rng(pair.case.seed + 100 + probe)
+                moved_inputs = [a * (1.0 + CONTINUITY_PROBE * rng.standard_normal(a.shape))
+                                if np.issubdtype(a.dtype, np.floating) else a for a in x]
+                moved = runner.gradients(model, moved_inputs, targets, loss=pair.loss)
                 for name, value in moved.items():
                     if name.startswith("grad:"):
                         jumps[name] = max(jumps.get(name, 0.0), own_error(value, base[name]))

@@ -17,8 +17,9 @@ def judge_layers(check: str, comparison: LayerwiseResult, expected_layers: list[
     return CheckResult(check, [
         require("every layer within tolerance", comparison.passed,
                 f"first divergent layer {comparison.first_divergent}: {bad.reason if bad else ''}"),
-        require("every layer of the reference compared", len(comparison.rows) == len(expected_layers),
-                f"{len(comparison.rows)} of {len(expected_layers)} layers compared"),
+        require("every compared layer ran in both twins", len(comparison.rows) == len(expected_layers),
+                f"{len(comparison.rows)} of {len(expected_layers)} layers compared; did not run: "
+                f"{sorted(set(expected_layers) - {row.name for row in comparison.rows})[:5]}"),
     ], comparison=comparison)
 
 
@@ -28,13 +29,22 @@ def check_layerwise(pair: TwinPair, mode: str = "propagated") -> CheckResult:
     with pair.timed(f"layerwise_{mode}"):
         reference, order = pair.reference_run()
         if mode == "propagated":
-            actual, _ = pair.other.forward(pair.other_model, pair.x, capture=True)
+            actual, _ = pair.other.forward(pair.other_model, pair.x, capture=pair.compared)
             tolerances = pair.case.tolerances
         else:
-            actual = pair.other.forward_isolated(pair.other_model, reference, order)
+            order = [name for name in order if name in set(pair.compared)]
+            actual, not_isolated = pair.other.forward_isolated(pair.other_model, reference, order)
             tolerances = pair.case.isolated_tolerances or pair.case.tolerances
+        order = [name for name in order if name in set(pair.compared)]
+        expected = pair.compared
+        if mode == "isolated":  # judged in the propagated checks only (float64 included)
+            order = [name for name in order if name not in not_isolated]
+            expected = [name for name in expected if name not in not_isolated]
         comparison = compare_named(actual, reference, order, tolerances, key=layer_key, mode=mode)
-        return judge_layers(f"layerwise_{mode}", comparison, pair.ref_model.layers)
+        result = judge_layers(f"layerwise_{mode}", comparison, expected)
+        if mode == "isolated":
+            result.details["not_isolated"] = not_isolated
+        return result
 
 
 def check_weights_file(pair: TwinPair, path: str) -> CheckResult:
@@ -43,8 +53,9 @@ def check_weights_file(pair: TwinPair, path: str) -> CheckResult:
     try:
         pair.other.load_weights(model, path)
         reference, order = pair.reference_run()
-        actual, _ = pair.other.forward(model, pair.x, capture=True)
+        actual, _ = pair.other.forward(model, pair.x, capture=pair.compared)
+        order = [name for name in order if name in set(pair.compared)]
         comparison = compare_named(actual, reference, order, pair.case.tolerances, key=layer_key, mode="propagated")
-        return judge_layers("weights_file", comparison, pair.ref_model.layers)
+        return judge_layers("weights_file", comparison, pair.compared)
     finally:
         pair.other.free(model)

@@ -23,7 +23,7 @@ def check_onnx(pair: TwinPair, workdir: str, keep_files: bool = False) -> CheckR
     with pair.timed("onnx"):
         def export_and_run(runner: FrameworkRunner, model: BuiltModel) -> tuple[dict, dict, dict]:
             start = time.perf_counter()
-            path, info = runner.export_onnx(model, case.input_shape, opset=case.opset,
+            path, info = runner.export_onnx(model, case.input_shape, opset=case.opset, inputs=case.input_specs(),
                                             path=f"{workdir}/{case.name}-{runner.framework}.onnx")
             seconds = round(time.perf_counter() - start, 2)
             session = OnnxRuntimeRunner(path)

@@ -1,7 +1,7 @@
 """What PASS means is decided once, in the check: ``python -m parity check`` and the pytest
 assertions read the same ``result.passed``.  The case below fails exactly one criterion, one that
-the command once skipped (both twins must expose the same compared layers): its Keras twin has a
-weightless extra layer, so every weight, every compared tensor and both ONNX files agree."""
+the case declares a module uncompared that neither twin has (a typo), so every weight, every compared
+tensor and both ONNX files agree."""
 
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ from parity.tests.test_pitfalls import PITFALLS
 from parity.verdict import CHECK_NAMES, CheckResult
 
 ROOT = Path(__file__).resolve().parents[2]
-SPARE = dataclasses.replace(PITFALLS, name="pitfalls-spare_layer", config={**PITFALLS.config, "naive": "spare_layer"})
-ONLY_FAILURE = "both twins expose the same compared layers"
+SPARE = dataclasses.replace(PITFALLS, name="pitfalls-typo", uncompared={"fc2": "a typo for fc"})
+ONLY_FAILURE = "every module the case declares uncompared exists"
 
 
 def test_the_command_and_pytest_fail_the_same_case_for_the_same_reason(twin_for, tmp_path):
     contract = check_contract(twin_for(SPARE))  # what the pytest test of the contract asserts
     assert not contract.passed
     assert [c.name for c in contract.criteria if not c.passed] == [ONLY_FAILURE]
-    assert "'tf': ['spare']" in contract.failures()[0]
+    assert "['fc2']" in contract.failures()[0]
 
     patch = "from parity import zoo; from parity.tests.test_one_verdict import SPARE; zoo.CASES[SPARE.name] = SPARE"
     code = f"import sys\n{patch}\nfrom parity.__main__ import main\nsys.exit(main(sys.argv[1:]))"

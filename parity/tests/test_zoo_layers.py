@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from canon.models.vgg import adaptive_pool_bins
+from parity.protocol import INPUT_GRADIENT
 
 PROBES = {"torch": "tests.twins.torch_probes:create", "tf": "tests.twins.keras_probes:create"}
 
@@ -59,7 +60,7 @@ def _clipped_relu_input_gradient(runner, x: np.ndarray, naive: bool = False) -> 
     model = _build(runner, "clipped_relu", channels=1, naive=naive)
     try:
         targets = np.full_like(x, -1.0)  # y - t > 0 everywhere, so only the mask can zero a gradient
-        return runner.gradients(model, x, targets, loss="mse")["grad:input"]
+        return runner.gradients(model, x, targets, loss="mse")[INPUT_GRADIENT]
     finally:
         runner.free(model)
 

@@ -8,7 +8,9 @@ from impl_tf.layers import AdaptiveAvgPool2D, ClippedReLU, PixelShuffle
 
 
 def _depth_to_space(factor: int) -> keras.layers.Layer:
-    return keras.layers.Lambda(lambda x: tf.nn.depth_to_space(x, factor), name="0")
+    layer = keras.layers.Lambda(lambda x: tf.nn.depth_to_space(x, factor), name="0")
+    layer.canonical_layout = "channels"  # a Lambda's layout cannot be told from its kind
+    return layer
 
 
 def create(name: str, channels: int = 4, output_size=(7, 7), factor: int = 2, naive: bool = False) -> keras.Model:
