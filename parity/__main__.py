@@ -3,6 +3,9 @@
     python -m parity list
     python -m parity report [reports/parity.json]
     python -m parity check resnet18 [--report reports/parity.json] [--threads 1] [--device cpu] [--timeout S]
+    python -m parity check --torch PKG.MOD:FN --keras PKG.MOD:FN [--config JSON] [--name twin]
+        [--input-shape 2,3,48,64 | --inputs FILE.npz] [--input-dtype int64 --input-range 0,40]
+        [--input-layout image|signal|volume|sequence|plain] [--known-difference KEY] [--report FILE]
     python -m parity port resnet18 --checkpoint resnet18-f37072fd.pth --out ported/resnet18 [--timeout S]
 """
 
@@ -35,7 +38,7 @@ paths before any worker starts."""
 
 # Errors a worker raises about what the user gave it (a checkpoint, a model name, its options):
 # exit 2, like any bad input.  Any other error inside a worker is twinframe's own (exit 1).
-USER_ERRORS = frozenset({"ValueError", "KeyError", "FileNotFoundError",
+USER_ERRORS = frozenset({"ValueError", "KeyError", "FileNotFoundError", "ModuleNotFoundError", "ImportError",
                          "ConfigError", "UnknownModelError", "TransferError", "WeightFileError"})
 
 
@@ -62,8 +65,22 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     commands.add_parser("list", help="list the parity cases")
     show = commands.add_parser("report", help="print the table of an existing report")
     show.add_argument("path", nargs="?", default="reports/parity.json")
-    check = commands.add_parser("check", help="run every parity check on the named cases", epilog=EXIT_STATUS)
-    check.add_argument("cases", nargs="+", help=f"case names ({', '.join(sorted(zoo.CASES))})")
+    check = commands.add_parser("check", help="run every parity check on the named cases, or on your own pair "
+                                "(--torch and --keras)", epilog=EXIT_STATUS)
+    check.add_argument("cases", nargs="*", help=f"case names ({', '.join(sorted(zoo.CASES))})")
+    own = check.add_argument_group("your own pair (docs/byo.md)")
+    own.add_argument("--torch", metavar="PKG.MOD:FN", help="torch factory: FN(name, **config) -> nn.Module")
+    own.add_argument("--keras", metavar="PKG.MOD:FN", help="Keras factory: FN(name, **config) -> keras.Model")
+    own.add_argument("--name", default="twin", help="the name both factories are given (default: twin)")
+    own.add_argument("--config", default="{}", help="factory options as JSON")
+    own.add_argument("--input-shape", help="canonical (torch) input shape, e.g. 2,3,48,64")
+    own.add_argument("--inputs", metavar="FILE.npz", help="the model's input arrays, in order (instead of --input-shape)")
+    own.add_argument("--input-dtype", default="float32", help="dtype of the made input (int64 for token ids)")
+    own.add_argument("--input-range", help="LOW,HIGH of the made input (required for integers)")
+    own.add_argument("--input-layout", help="image (default for rank 4), signal, volume, sequence or plain; "
+                                            "comma-separated for several --inputs")
+    own.add_argument("--known-difference", action="append", default=[], metavar="KEY",
+                     help="accept a catalogued difference where it explains a tensor fully (repeatable)")
     check.add_argument("--report", default="reports/parity.json", type=report_path,
                        help="JSON report to write (merged by case)")
     check.add_argument("--threads", type=int, default=1, help="intra/inter-op threads of each framework")
@@ -89,7 +106,53 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     return parser, commands
 
 
+def run_own_pair(command, args) -> int:
+    """``--torch``/``--keras``: one pair through :func:`parity.check_twins`, its table printed."""
+    import json
+
+    from parity import api
+
+    if not (args.torch and args.keras):
+        refuse(command, "give both --torch PKG.MOD:FN and --keras PKG.MOD:FN")
+    if args.cases:
+        refuse(command, f"give zoo case names or --torch/--keras, not both (got {args.cases})")
+    try:
+        config = json.loads(args.config)
+        shape = [int(v) for v in args.input_shape.split(",")] if args.input_shape else None
+        value_range = tuple(float(v) for v in args.input_range.split(",")) if args.input_range else None
+        if value_range is not None and len(value_range) != 2:
+            raise ValueError(f"--input-range must be LOW,HIGH, got {args.input_range}")
+    except ValueError as error:
+        refuse(command, f"--config must be a JSON object, --input-shape N,C,... and --input-range LOW,HIGH: {error}")
+    if not isinstance(config, dict):
+        refuse(command, f"--config must be a JSON object of factory options, got {args.config}")
+    layouts = args.input_layout.split(",") if args.input_layout else None
+    try:
+        inputs = api.case_inputs(args.inputs, shape, args.input_dtype, value_range,
+                                 layouts[0] if layouts and shape else layouts)
+        factories = api.factory_path(args.torch, "--torch"), api.factory_path(args.keras, "--keras")
+    except (ValueError, FileNotFoundError) as error:
+        refuse(command, str(error))
+    runners = api.workers(args.threads, args.device)
+    result = api.check_twins(*factories, name=args.name, config=config, known_differences=args.known_difference,
+                             report=args.report, runners=runners,
+                             progress=lambda index, total, step: say_progress(f"{args.name}: check {index}/{total} {step}"),
+                             **_given_inputs(inputs))
+    print(result)
+    print(f"report: {args.report}")
+    return 0 if result.passed else 1
+
+
+def _given_inputs(fields: dict) -> dict:
+    """ParityCase input fields back as check_twins arguments."""
+    return {"inputs": list(fields["inputs"]), "input_layout": list(fields.get("input_layouts", ())) or None}
+
+
 def run_check(command, args) -> int:
+    if args.torch or args.keras:
+        return run_own_pair(command, args)
+    if not args.cases:
+        refuse(command, "name zoo cases (python -m parity list) or give --torch and --keras")
     try:
         cases = [zoo.get_case(name) for name in args.cases]
     except KeyError as error:

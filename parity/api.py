@@ -178,8 +178,8 @@ def check_twins(torch: Factory, keras: Factory, *, name: str = "twin", config: d
 
     case = ParityCase(
         name=name, model=name, config=dict(config or {}), seed=seed, loss=loss if isinstance(loss, str) else tuple(loss),
-        factories={frameworks.REFERENCE: factory_path(torch, "torch"),
-                   **{c: factory_path(keras, "keras") for c in frameworks.candidates()}},
+        factories={frameworks.REFERENCE: factory_path(torch, frameworks.get(frameworks.REFERENCE).title),
+                   **{c: factory_path(keras, frameworks.get(c).title) for c in frameworks.candidates()}},
         tolerances=tolerances or ToleranceSet(), isolated_tolerances=isolated_tolerances,
         uncompared=dict(uncompared or {}), known_differences=tuple(known_differences),
         **case_inputs(inputs, input_shape, input_dtype, input_range, input_layout))

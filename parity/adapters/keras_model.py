@@ -21,6 +21,7 @@ import numpy as np
 import keras
 
 from canon import layout
+from canon.errors import TransferError
 from parity.adapters import keras_mappings  # noqa: F401  (registers the stock layers' mappings)
 from parity.mappings import LayerMapping, Slot, WeightRule, canonical_name, from_legacy, keras_mapping
 from parity.protocol import input_key, layer_key
@@ -151,11 +152,11 @@ def slots(net) -> list[Slot]:
             variables = tuple(_variable(unit.layer, name, children) for name in rule.variables)
             missing = [a for a, v in zip(rule.variables, variables) if v is None]
             if missing:
-                raise TypeError(f"layer {unit.path!r} ({unit.kind}): its mapping names variables it does not have: {missing}")
+                raise TransferError(f"layer {unit.path!r} ({unit.kind}): its mapping names variables it does not have: {missing}")
             names = tuple(canonical_name(unit.path, suffix) for suffix in rule.canonical)
             for variable in variables:
                 if id(variable) in claimed:
-                    raise TypeError(f"the Keras variable {variable.path!r} is claimed twice: by {claimed[id(variable)]!r} "
+                    raise TransferError(f"the Keras variable {variable.path!r} is claimed twice: by {claimed[id(variable)]!r} "
                                     f"and {names}")
                 claimed[id(variable)] = ", ".join(names)
             bound.append(Slot(unit.path, rule, names, variables))
@@ -163,7 +164,7 @@ def slots(net) -> list[Slot]:
     if unclaimed:
         owners = sorted({path for path, unit in found.items() if unit.mapping is not None or not unit.children
                          for v in unit.layer.weights if v.path in unclaimed})
-        raise TypeError(
+        raise TransferError(
             f"Keras layer(s) {owners or ['?']} hold weights with no canonical mapping: {unclaimed[:6]}; map the layer "
             "class with parity.mappings.register_keras_layer(cls, weights=...) or give it a canonical_weights attribute "
             "(docs/byo.md)")
@@ -239,6 +240,7 @@ class Recorder:
         self.conversions: dict[str, str] = {}  # layer -> its output's conversion
         self.input_layouts: dict[str, list[str]] = {}  # layer -> its inputs' conversions
         self.input_shapes: dict[str, list[tuple[int, ...]]] = {}  # layer -> its inputs' shapes (Keras layout)
+        self.takes_list: dict[str, bool] = {}  # layer -> called with one list of its inputs
         self.output_conversions: list[str] = []
         self._produced: dict[int, str] = {}
         self._inputs: list = []
@@ -294,6 +296,8 @@ class Recorder:
             self.conversions[path] = conversion
             self.input_layouts[path] = [g or UNRESOLVED for g in given]
             self.input_shapes[path] = [tuple(int(d) for d in t.shape) for t in inputs]
+            # Keras' merge layers take one list (Add()([a, b])); attention takes separate tensors
+            self.takes_list[path] = len(args) == 1 and isinstance(args[0], (list, tuple))
             self._note(outputs, conversion)
             self.order.append(path)
             if path in self.record and outputs:

@@ -56,6 +56,7 @@ class _Built:
         self.conversions: dict[str, str] = {}
         self.input_layouts: dict[str, list[str]] = {}
         self.input_shapes: dict[str, list[tuple[int, ...]]] = {}
+        self.takes_list: dict[str, bool] = {}
         self.output_conversions: list[str] = []
 
     def inputs(self, arrays: dict) -> list[np.ndarray]:
@@ -70,6 +71,7 @@ class _Built:
         self.conversions.update(recorder.conversions)
         self.input_layouts.update(recorder.input_layouts)
         self.input_shapes.update(recorder.input_shapes)
+        self.takes_list.update(recorder.takes_list)
         self.output_conversions = recorder.output_conversions
         return recorder
 
@@ -280,7 +282,7 @@ class TfAdapter(Adapter):
         try:
             net = common.load_factory(factory)(model, **config)
             if not isinstance(net, keras.Model):
-                raise TypeError(f"factory {factory!r} must return a keras.Model (functional, Sequential or "
+                raise ValueError(f"factory {factory!r} must return a keras.Model (functional, Sequential or "
                                 f"subclassed), got {type(net).__name__}")
             if not net.built or (inputs and not net.weights and not getattr(net, "inputs", None)):
                 if not inputs:
@@ -400,7 +402,8 @@ class TfAdapter(Adapter):
                 not_isolated[name] = (f"its Keras input {own} is not torch's {[tuple(x.shape) for x in given]}: "
                                       "it comes through layers torch does not have (a padding layer?)")
                 continue
-            result = km.flatten(unit.layer(*given, training=False))[0]
+            call = unit.layer(given, training=False) if built.takes_list.get(name) else unit.layer(*given, training=False)
+            result = km.flatten(call)[0]
             arrays[layer_key(name)] = built.layer_array(name, np.asarray(result))
         save_arrays(output_path, arrays)
         return {"layers": [name for name in layers if name not in not_isolated], "not_isolated": not_isolated}

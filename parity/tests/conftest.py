@@ -161,3 +161,9 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.write_line(format_table([summarize(n, e) for n, e in sorted(cases.items())]))
         terminalreporter.write_line(f"report: {REPORT_PATH}")
 
+
+
+@pytest.fixture(scope="session")
+def twin_workers(runners):
+    """The pytest plugin's workers (parity.pytest_plugin) are this suite's own."""
+    return runners.all()

@@ -5,6 +5,22 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from parity.mappings import register_keras_layer, same
+
+
+class Scale(layers.Layer):
+    """A user's own layer (torch_layers.Scale), mapped by the public registry below."""
+
+    def build(self, input_shape):
+        self.factor = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="factor")
+
+    def call(self, x):
+        return x * self.factor
+
+
+# Keras' variable "factor" is torch's "weight"; the output keeps its input's layout
+register_keras_layer(Scale, weights=lambda layer: [same("weight", "factor")], layout="same_as_input")
+
 # kind -> (the layer, the Keras input shape without the batch, the input dtype)
 LAYERS = {
     "conv1d": (lambda name: layers.Conv1D(6, 3, padding="same", groups=2, name=name), (11, 4)),
@@ -30,6 +46,7 @@ LAYERS = {
     "simple_rnn": (lambda name: layers.SimpleRNN(4, return_sequences=True, name=name), (6, 5)),
     "bidirectional": (lambda name: layers.Bidirectional(layers.LSTM(4, return_sequences=True), name=name), (6, 5)),
     "prelu": (lambda name: layers.PReLU(shared_axes=[1, 2], name=name), (7, 9, 4)),
+    "user_scale": (lambda name: Scale(name=name), (7, 9, 4)),
 }
 INTEGER_INPUTS = {"embedding"}
 

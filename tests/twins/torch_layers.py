@@ -54,6 +54,17 @@ class Tokens(nn.Module):
         return torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
 
 
+class Scale(nn.Module):
+    """A user's own layer: one learned factor per channel."""
+
+    def __init__(self, channels: int = 4):
+        super().__init__()
+        self.weight = nn.Parameter(torch.linspace(0.5, 1.5, channels))
+
+    def forward(self, x):
+        return x * self.weight[None, :, None, None]
+
+
 class Holder(nn.Module):
     def __init__(self, layer: nn.Module):
         super().__init__()
@@ -87,6 +98,7 @@ LAYERS = {
     "simple_rnn": lambda: nn.RNN(5, 4, batch_first=True),
     "bidirectional": lambda: nn.LSTM(5, 4, batch_first=True, bidirectional=True),
     "prelu": lambda: nn.PReLU(4),
+    "user_scale": lambda: Scale(4),
 }
 RECURRENT = {"lstm", "gru", "simple_rnn", "bidirectional"}
 
