@@ -43,9 +43,11 @@ test-unit: setup
 test-parity: setup
 	$(PY) -m pytest parity
 
-# training-loop throughput: pipeline vs bare loop, deterministic vs default (reports/bench.*)
+# training-loop throughput: pipeline vs bare loop, deterministic vs default (reports/bench.*);
+# checking your own pair: the workers' cold start, a small pair's check (reports/bench_check.*)
 bench: setup
 	$(PY) repro/bench.py
+	$(PY) repro/bench_check.py
 
 lint-imports: setup
 	$(VENV)/bin/lint-imports

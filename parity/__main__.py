@@ -215,7 +215,9 @@ def run_port(command, args) -> int:
     print(f"canonical weights: {result['files']['canonical']}")
     if worst:
         print(f"layer-wise check on input {result['input_shape']}: {len(result['layerwise']['layers'])} layers, "
-              f"worst {worst['name']} max|d| {worst['max_abs']:.2e}; first divergent: {result['layerwise']['first_divergent']}")
+              f"worst {worst['name']} max|d| {worst['max_abs']:.2e} ({(worst['scale_rel'] or 0.0):.1e} of its largest value); "
+              f"beyond the {result['tolerances']['default']['mode']}-mode tolerance: "
+              f"{', '.join(result['beyond_tolerance']) or 'none'}")
     print(f"report: {result['files']['report']}\nverdict: {'PASS' if result['passed'] else 'FAIL'}")
     return 0 if result["passed"] else 1
 

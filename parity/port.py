@@ -49,7 +49,9 @@ def port_checkpoint(model: str, checkpoint: str, out_dir: str, factories: dict, 
     if existing and not overwrite:
         raise FileExistsError(f"refusing to overwrite {existing}; choose another --out or pass --overwrite")
     x = spec_inputs.parity_input(input_shape or _default_input_shape(model, config), seed=0, allow_square=True)
-    tolerances = tolerances or ToleranceSet()
+    # a checkpoint's activations reach tens: judged norm-wise (the error against the tensor's
+    # largest value), as the zoo's deep networks are in parity (parity.zoo.NORMWISE), unless told
+    tolerances = tolerances or _normwise()
     with _undone_on_failure(out, (source, target)):
         with _runner(source, out, threads, call_timeout) as src:
             a = src.build(factories[source], model, config)
@@ -68,10 +70,18 @@ def port_checkpoint(model: str, checkpoint: str, out_dir: str, factories: dict, 
             "model": model, "config": config, "source": source, "target": target, "checkpoint": str(checkpoint),
             "files": {k: str(v) for k, v in paths.items()}, "loaded": loaded, "audit": audit,
             "input_shape": list(x.shape), "layerwise": layers.to_dict(), "outputs": [row.to_dict() for row in outputs],
+            "tolerances": {"default": vars(tolerances.default)},
+            "beyond_tolerance": [row.name for row in layers.rows + outputs if not row.passed],
             "passed": layers.passed and all(row.passed for row in outputs),
         }
         atomic_write_bytes(str(paths["report"]), json.dumps(result, indent=2).encode())
     return result
+
+
+def _normwise() -> ToleranceSet:
+    from parity.zoo import NORMWISE
+
+    return NORMWISE
 
 
 def _check_options(model: str, config: dict) -> None:

@@ -144,10 +144,12 @@ class Adapter:
         """Each layer alone on the reference's captured ``input:`` arrays; writes ``layer:`` outputs."""
         raise NotImplementedError
 
-    def gradients(self, handle: str, input_path: str, output_path: str, loss: str | list = "cross_entropy") -> dict:
+    def gradients(self, handle: str, input_path: str, output_path: str, loss: str | list = "cross_entropy",
+                  capture: list | None = None) -> dict:
         """One train-mode pass (dropout off) on the ``x:i`` inputs and ``targets:i``, state restored
         after; writes ``grad:`` of every trained weight and of each floating input
-        (``grad:input:i``), ``state:`` of the others, ``loss``.
+        (``grad:input:i``), ``state:`` of the others, ``loss``; with ``capture``, those layers' inputs
+        in this pass (``input:``: what a BatchNorm's statistics were computed from).
         Answers ``{loss}``."""
         raise NotImplementedError
 

@@ -141,11 +141,13 @@ class FrameworkRunner:
         arrays, info = self._exchange("forward_isolated", model, reference, layers=list(layers))
         return arrays, info.get("not_isolated", {})
 
-    def gradients(self, model: BuiltModel, inputs, targets, loss="cross_entropy") -> dict:
-        """``targets``: one array per output (a bare array for one output); ``loss``: a kind, or one per output."""
+    def gradients(self, model: BuiltModel, inputs, targets, loss="cross_entropy", capture: list | None = None) -> dict:
+        """``targets``: one array per output (a bare array for one output); ``loss``: a kind, or one
+        per output; ``capture``: layers whose inputs in this train-mode pass are written too."""
         targets = targets if isinstance(targets, (list, tuple)) else [targets]
         arrays = {**input_arrays(inputs), **{target_key(i): t for i, t in enumerate(targets)}}
-        return self._exchange("gradients", model, arrays, loss=loss if isinstance(loss, str) else list(loss))[0]
+        extra = {"capture": list(capture)} if capture else {}
+        return self._exchange("gradients", model, arrays, loss=loss if isinstance(loss, str) else list(loss), **extra)[0]
 
     def export_onnx(self, model: BuiltModel, input_shape, path: str | None = None, opset: int = 18, **options) -> tuple[str, dict]:
         path = path or self.scratch(f"{model.handle}", ".onnx")

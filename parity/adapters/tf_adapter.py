@@ -408,7 +408,8 @@ class TfAdapter(Adapter):
         save_arrays(output_path, arrays)
         return {"layers": [name for name in layers if name not in not_isolated], "not_isolated": not_isolated}
 
-    def gradients(self, handle: str, input_path: str, output_path: str, loss: str = "cross_entropy") -> dict:
+    def gradients(self, handle: str, input_path: str, output_path: str, loss: str = "cross_entropy",
+                  capture: list | None = None) -> dict:
         """One train-mode forward/backward (dropout off); the model's state is restored after.
 
         Writes the gradient of every trainable weight, of each floating input, and the state after
@@ -431,7 +432,9 @@ class TfAdapter(Adapter):
             with tf.GradientTape() as tape:
                 for index in watched:
                     tape.watch(inputs[index])
-                outputs = km.flatten(built.call(inputs, training=True).result)
+                recorder = built.call(inputs, training=True, record=_recorded(built, capture or []),
+                                      with_inputs=bool(capture))
+                outputs = km.flatten(recorder.result)
                 plan = common.loss_plan(loss, data, len(outputs))
                 value = sum(_loss(kind, out, target if kind == "cross_entropy" else
                                   layout.from_canonical(target, built.output_conversions[i]).astype(built.dtype))
@@ -461,6 +464,10 @@ class TfAdapter(Adapter):
             for variable, value_before in zip(state, snapshot):
                 variable.assign(value_before)
         arrays[protocol.LOSS] = np.asarray(float(value), dtype=np.float64)
+        for key, captured in recorder.arrays.items():
+            if key.startswith(protocol.INPUT + ":"):
+                path, _, index = key.partition(":")[2].rpartition(":")
+                arrays[key] = built.input_array(path, int(index), captured)
         save_arrays(output_path, arrays)
         return {"loss": float(value)}
 

@@ -283,7 +283,8 @@ class TorchAdapter(Adapter):
         save_arrays(output_path, arrays)
         return {"layers": layers}
 
-    def gradients(self, handle: str, input_path: str, output_path: str, loss: str = "cross_entropy") -> dict:
+    def gradients(self, handle: str, input_path: str, output_path: str, loss: str = "cross_entropy",
+                  capture: list | None = None) -> dict:
         """One train-mode forward/backward (dropout off); the model's state is restored after.
 
         Writes the gradient of every parameter, of the input, and the state after the
@@ -303,7 +304,12 @@ class TorchAdapter(Adapter):
             inputs = [_tensor(x, self._device, like=net) for x in protocol.model_inputs(data)]
             for x in inputs:
                 x.requires_grad_(x.is_floating_point())
-            outputs = _flatten(net(*inputs))
+            recorder = _Recorder(net, list(capture), with_inputs=True) if capture else None
+            try:
+                outputs = _flatten(net(*inputs))
+            finally:
+                if recorder:
+                    recorder.close()
             plan = common.loss_plan(loss, data, len(outputs))
             value = sum(_loss(kind, out, _tensor(target, self._device, like=net)) for out, (kind, target) in zip(outputs, plan))
             regulariser = getattr(net, "regularization_loss", None)
@@ -316,6 +322,8 @@ class TorchAdapter(Adapter):
             arrays.update({protocol.input_gradient_key(i): _to_numpy(x.grad) for i, x in enumerate(inputs)
                            if x.grad is not None})
             arrays[protocol.LOSS] = np.asarray(value.item(), dtype=np.float64)
+            if recorder:
+                arrays.update({k: v for k, v in recorder.arrays.items() if k.startswith(protocol.INPUT + ":")})
             save_arrays(output_path, arrays)
         finally:
             with torch.no_grad():

@@ -7,8 +7,11 @@ them is re-judged only once the float64 check has passed (see :func:`check_gradi
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from parity.checks import explain
 from parity.protocol import ArrayFile, layer_key
 from parity.compare import (CONTINUITY_PROBE, LayerwiseResult, compare, compare_named, explained_by_discontinuity,
                             explained_by_own_roundoff, on_global_scale, own_error)
@@ -30,10 +33,11 @@ def _gradients_cover_parameters(pair: TwinPair, comparison: LayerwiseResult):
                    + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
 
 
-def _within(comparison: LayerwiseResult):
+def _within(comparison: LayerwiseResult, named: list[dict] = ()):
     bad = next((row for row in comparison.rows if not row.passed), None)
+    cause = "".join(f"; at {c['layer']}: {c['text']}" for c in named)
     return require("every tensor within tolerance", comparison.passed,
-                   f"first divergent {comparison.first_divergent}: {bad.reason if bad else ''}")
+                   f"first divergent {comparison.first_divergent}: {bad.reason if bad else ''}{cause}")
 
 
 def check_float64(pair: TwinPair) -> tuple[CheckResult, CheckResult]:
@@ -43,12 +47,14 @@ def check_float64(pair: TwinPair) -> tuple[CheckResult, CheckResult]:
     with pair.timed("float64"):
         x, targets = pair.inputs_as("float64"), pair.targets()
 
+        statistics = explain.statistics_layers(pair)  # their train-mode inputs explain their statistics
+
         def run(runner: FrameworkRunner, _model) -> tuple[dict, list[str], dict]:
             model = pair.build(runner, dtype="float64")
             try:
                 runner.load_weights(model, pair.weights_path)
                 arrays, order = runner.forward(model, x, capture=pair.compared)
-                return arrays, order, runner.gradients(model, x, targets, loss=pair.loss)
+                return arrays, order, runner.gradients(model, x, targets, loss=pair.loss, capture=statistics)
             finally:
                 runner.free(model)
 
@@ -59,6 +65,13 @@ def check_float64(pair: TwinPair) -> tuple[CheckResult, CheckResult]:
         forward = compare_named(actual, reference, order + outputs, strict,
                                 key=lambda n: n if n in outputs else layer_key(n), mode="propagated_float64")
         backward = compare_named(grads, ref_grads, pair.gradient_names(ref_grads), strict, mode="gradients_float64")
+        # a semantic difference: name its probable cause (the first divergent layer, the statistics)
+        divergent = forward.first_divergent
+        layer_causes = [c for c in [explain.explain_layer(pair, divergent, reference, actual)]
+                        if c] if divergent and divergent not in outputs else []
+        state_causes = explain.explain_statistics(pair, backward, ref_grads, grads)
+        pair.results["accepted_differences"] = {f"state:{c['layer']}.{s}": c for c in state_causes
+                                                if c.get("accepted") for s in explain.STATISTICS}
         # kept on disk for the re-judgement of failed float32 gradients, read one tensor at a time
         pair.float64_gradients = {name: ArrayFile(pair.ref.scratch(f"{pair.case.name}-{name}-float64-grads", ".npz"),
                                                   arrays)
@@ -68,12 +81,13 @@ def check_float64(pair: TwinPair) -> tuple[CheckResult, CheckResult]:
            if row.scale_rel is None or row.scale_rel >= FLOAT64_OUTPUTS_MAX_REL]
     result = (
         CheckResult("layerwise_float64", [
-            _within(forward),
+            _within(forward, layer_causes),
             require(f"outputs agree to {FLOAT64_OUTPUTS_MAX_REL:g} (norm-wise)", output_rows and not far,
                     f"outputs: {far or 'none compared'}"),
-        ], comparison=forward),
-        CheckResult("gradients_float64", [_within(backward), _gradients_cover_parameters(pair, backward)],
-                    comparison=backward),
+        ], {"probable_causes": layer_causes}, comparison=forward),
+        CheckResult("gradients_float64", [_within(backward, [c for c in state_causes if not c.get("accepted")]),
+                                          _gradients_cover_parameters(pair, backward)],
+                    {"probable_causes": state_causes}, comparison=backward),
     )
     pair.results["float64"] = result
     return result
@@ -94,6 +108,11 @@ def check_gradients(pair: TwinPair) -> CheckResult:
         runs = pair.on_both(lambda runner, model: runner.gradients(model, pair.x, targets, loss=pair.loss))
         ref, other = runs[pair.ref_name], runs[pair.other_name]
         comparison = compare_named(other, ref, pair.gradient_names(ref), pair.case.tolerances, mode="gradients")
+        accepted = pair.results.get("accepted_differences", {})
+        for i, row in enumerate(comparison.rows):  # what the float64 check accepted, with its reason
+            if not row.passed and row.name in accepted:
+                comparison.rows[i] = replace(row, passed=True, reason=f"known difference accepted by the case "
+                                                                      f"(explained in float64): {accepted[row.name]['text']}")
         if forward64.passed and backward64.passed:
             _rejudge(pair, comparison, ref, other)
         loss = compare(other["loss"], ref["loss"], pair.case.tolerances.for_layer("loss"), "loss")

@@ -46,13 +46,32 @@ def test_torch_twin_has_torchvisions_names_and_outputs(torch_runner, workdir, na
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
+def _trained_looking_checkpoint(torch_runner, path: str) -> str:
+    """ResNet-18 with BatchNorm statistics as training leaves them (running variances 0.05-0.5):
+    its activations reach tens, where a fixed absolute tolerance fails correct ports."""
+    model = torch_runner.build(TORCH, "resnet18", {})
+    try:
+        weights = synthetic_weights({name: list(shape) for name, shape in model.weights.items()})
+        for name in weights:
+            if name.endswith("running_var"):
+                weights[name] = np.random.default_rng(len(name)).uniform(0.05, 0.5, weights[name].shape).astype(np.float32)
+        save_canonical(f"{path}.safetensors", weights)
+        torch_runner.load_weights(model, f"{path}.safetensors")
+        return torch_runner.save_native(model, path)
+    finally:
+        torch_runner.free(model)
+
+
 def test_port_command_carries_a_checkpoint_to_keras(torch_runner, tmp_path, capsys):
-    checkpoint = _checkpoint(torch_runner, "resnet18", str(tmp_path / "resnet18.pth"))
+    checkpoint = _trained_looking_checkpoint(torch_runner, str(tmp_path / "resnet18.pth"))
     out = tmp_path / "ported"
     assert parity_cli(["port", "resnet18", "--checkpoint", checkpoint, "--out", str(out)]) == 0
-    assert "verdict: PASS" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "verdict: PASS" in printed and "beyond the max-mode tolerance: none" in printed
     report = json.loads((out / "port.json").read_text())
     assert report["passed"] and report["target"] == "tf" and report["layerwise"]["passed"]
+    assert report["beyond_tolerance"] == [] and report["tolerances"]["default"]["mode"] == "max"
+    assert max(row["max_abs"] for row in report["layerwise"]["layers"]) > 1e-5  # the old fixed bound would fail
     # 11,689,512 trainable + 9,600 BatchNorm running statistics, every one carried
     assert report["audit"]["parameters"] == report["audit"]["source_parameters"] == 11_699_112
     assert sorted(p.name for p in out.iterdir()) == ["port.json", "resnet18.safetensors", "resnet18.weights.h5"]
