@@ -44,6 +44,15 @@ def _gelu_in_its_dtype(features, approximate=False, name=None):
         return 0.5 * features * tf.math.erfc(-features * tf.constant(0.7071067811865476, features.dtype))
 
 
+def _leaky_relu_in_its_dtype(features, alpha=0.2, name=None):
+    """``tf.nn.leaky_relu`` with its slope in the tensor's dtype: TF's op keeps alpha as a float32
+    attribute, so a float64 LeakyReLU(0.01) is 2e-8 (relative) off torch's; in float32 the same
+    bits, and the same gradient at 0 (the slope's, as torch's)."""
+    with tf.name_scope(name or "LeakyRelu"):
+        features = tf.convert_to_tensor(features, name="features")
+        return tf.where(features > 0, features, features * tf.constant(alpha, features.dtype))
+
+
 class _Built:
     """A model with what the protocol keeps beside it: its named layers, its weight slots, the
     conversion of each input, and the layouts one recorded pass found."""
@@ -244,7 +253,8 @@ class TfAdapter(Adapter):
         tf.config.experimental.enable_tensor_float_32_execution(False)  # TF32 breaks float32 parity
         if deterministic:
             tf.config.experimental.enable_op_determinism()
-        tf.nn.gelu = _gelu_in_its_dtype  # Keras' gelu calls tf.nn.gelu: float64 exact in this process
+        # Keras' gelu and leaky_relu call these: their constants in the model's dtype in this process
+        tf.nn.gelu, tf.nn.leaky_relu = _gelu_in_its_dtype, _leaky_relu_in_its_dtype
         self._settings.update(device=device, threads=threads, deterministic=deterministic)
         return self.environment()
 

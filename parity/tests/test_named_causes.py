@@ -59,7 +59,8 @@ def test_a_planted_bug_is_named_at_its_layer(runners, name):
     named = result.details["probable_causes"]
     assert [(c["layer"], c["key"]) for c in named][:1] == [(layer, name)], named
     assert named[0]["text"].startswith("probable cause:") and "fix:" in named[0]["text"]
-    assert named[0]["agreement"] <= 1e-10
+    # float64 round-off; TF's bilinear resize is float32 inside even in a float64 model
+    assert named[0]["agreement"] <= (1e-6 if name == "resize_mode" else 1e-10)
     assert named[0]["text"] in " ".join(result.failures())  # the failure says it, not only the report
 
 

@@ -89,8 +89,11 @@ def create(name: str, faithful: bool = False) -> keras.Model:
     if name == "maxpool_padding_value":
         inputs = _image()
         x = _conv()(inputs)
-        if fix:
-            return _model(name, inputs, layers.MaxPooling2D(3, 2, padding="same", name="1")(x))
+        if fix:  # torch's -inf padding on both sides ('same' at stride 2 would pad only after)
+            pad = layers.Lambda(lambda t: keras.ops.pad(t, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=-np.inf),
+                                name="1_pad")
+            pad.canonical_layout = "channels"
+            return _model(name, inputs, layers.MaxPooling2D(3, 2, name="1")(pad(x)))
         return _model(name, inputs, layers.MaxPooling2D(3, 2, name="1")(layers.ZeroPadding2D(1, name="1_pad")(x)))
     if name == "avgpool_count_include_pad":
         inputs = _image()
