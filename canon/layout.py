@@ -40,24 +40,6 @@ WEIGHT_LAYOUTS: dict[str, tuple[Conversion, Conversion]] = {
 }
 
 
-def depthwise_to_keras(weight: np.ndarray, multiplier: int) -> np.ndarray:
-    """torch depthwise (C*M, 1, kh, kw) -> keras (kh, kw, C, M)."""
-    out, one, kh, kw = weight.shape
-    if one != 1 or out % multiplier:
-        raise ValueError(f"not a depthwise kernel with multiplier {multiplier}: {weight.shape}")
-    return np.ascontiguousarray(
-        weight.reshape(out // multiplier, multiplier, kh, kw).transpose(2, 3, 0, 1)
-    )
-
-
-def depthwise_from_keras(kernel: np.ndarray) -> np.ndarray:
-    """keras (kh, kw, C, M) -> torch (C*M, 1, kh, kw)."""
-    kh, kw, channels, multiplier = kernel.shape
-    return np.ascontiguousarray(
-        kernel.transpose(2, 3, 0, 1).reshape(channels * multiplier, 1, kh, kw)
-    )
-
-
 def to_keras(kind: str, array: np.ndarray) -> np.ndarray:
     return _layout(kind)[0](array)
 

@@ -31,10 +31,16 @@ def test_dense_round_trip_is_bit_exact(w):
 
 @given(st.integers(1, 4), st.integers(1, 3), dims, dims)
 def test_depthwise_round_trip(channels, multiplier, kh, kw):
+    """torch's output channel c*M + m is Keras' (c, m): the mapping of DepthwiseConv2D."""
+    from parity.mappings import depthwise_rule
+
     w = np.random.default_rng(0).standard_normal((channels * multiplier, 1, kh, kw)).astype(np.float32)
-    k = layout.depthwise_to_keras(w, multiplier)
+    rule = depthwise_rule("weight", "kernel", (kh, kw, channels, multiplier))
+    (k,) = rule.to_keras(w)
     assert k.shape == (kh, kw, channels, multiplier)
-    assert np.array_equal(layout.depthwise_from_keras(k), w)
+    assert np.array_equal(k[:, :, 1 % channels, 0], w[(1 % channels) * multiplier, 0])
+    (back,) = rule.from_keras(k)
+    assert np.array_equal(back, w)
 
 
 @given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=5, max_side=4), elements=floats))

@@ -243,7 +243,9 @@ class Recorder:
         self.takes_list: dict[str, bool] = {}  # layer -> called with one list of its inputs
         self.output_conversions: list[str] = []
         self._produced: dict[int, str] = {}
+        self._producers: dict[int, str] = {}
         self._inputs: list = []
+        self.output_producers: list[str] = []  # the layer that made each model output
         self._alive: list = []  # keeps the tensors whose ids are keys above alive for the pass
         self._originals: list[tuple[Any, Any]] = []
 
@@ -271,9 +273,10 @@ class Recorder:
                 return conversion
         return None
 
-    def _note(self, tensors: list, conversion: str) -> None:
+    def _note(self, tensors: list, conversion: str, producer: str = "") -> None:
         for tensor in tensors:
             self._produced[id(tensor)] = conversion
+            self._producers[id(tensor)] = producer
             self._alive.append(tensor)
 
     def _wrap(self, path: str, unit: Unit, original):
@@ -287,6 +290,7 @@ class Recorder:
             outputs = flatten(result)
             if not path:
                 self.output_conversions = [self._produced.get(id(t), UNRESOLVED) for t in outputs]
+                self.output_producers = [self._producers.get(id(t), "") for t in outputs]
                 return result
             if path in self.order and path in self.record:
                 raise RuntimeError(f"layer {path!r} ran twice in one forward pass; layer-wise comparison needs one "
@@ -298,7 +302,7 @@ class Recorder:
             self.input_shapes[path] = [tuple(int(d) for d in t.shape) for t in inputs]
             # Keras' merge layers take one list (Add()([a, b])); attention takes separate tensors
             self.takes_list[path] = len(args) == 1 and isinstance(args[0], (list, tuple))
-            self._note(outputs, conversion)
+            self._note(outputs, conversion, path)
             self.order.append(path)
             if path in self.record and outputs:
                 self.arrays[layer_key(path)] = _numpy(outputs[0])

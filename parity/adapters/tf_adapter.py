@@ -67,6 +67,7 @@ class _Built:
         self.input_shapes: dict[str, list[tuple[int, ...]]] = {}
         self.takes_list: dict[str, bool] = {}
         self.output_conversions: list[str] = []
+        self.output_producers: list[str] = []
 
     def inputs(self, arrays: dict) -> list[np.ndarray]:
         return km.to_keras_inputs(protocol.model_inputs(arrays), self.input_conversions, self.dtype)
@@ -82,6 +83,7 @@ class _Built:
         self.input_shapes.update(recorder.input_shapes)
         self.takes_list.update(recorder.takes_list)
         self.output_conversions = recorder.output_conversions
+        self.output_producers = recorder.output_producers
         return recorder
 
     def output_arrays(self, result) -> dict[str, np.ndarray]:
@@ -91,8 +93,11 @@ class _Built:
             array = np.asarray(tensor)
             if conversion == km.UNRESOLVED:
                 if array.ndim >= 3:
-                    raise ValueError(f"the layout of model output {index} (shape {array.shape}) cannot be told; "
-                                     "declare the case's output layouts (docs/byo.md)")
+                    producer = self.output_producers[index] if index < len(self.output_producers) else ""
+                    if producer in self.units:
+                        raise ValueError(km.unresolved_message(producer, self.units[producer], array.shape))
+                    raise ValueError(f"the layout of model output {index} (shape {array.shape}) cannot be told: "
+                                     "the layer that makes it needs a declared layout (docs/byo.md)")
                 conversion = layout.PLAIN
             arrays[output_key(index)] = layout.to_canonical(array, conversion)
         return arrays

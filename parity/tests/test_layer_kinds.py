@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 
 from canon.inputs import InputSpec
+from parity.worker import WorkerError
 from parity.checks import check_contract, check_float64, check_layerwise, check_transfer
 from parity.pair import ParityCase, TwinPair
 
@@ -81,3 +82,24 @@ def test_summed_recurrent_biases_keep_their_sum_from_torch_and_every_bit_from_ke
 
 def test_gru_with_reset_after_keeps_both_biases_exactly(pair_of):
     assert check_transfer(pair_of("gru")).details["round_trips"][0]["lossy"] == []
+
+
+def test_tuple_outputs_are_compared_element_by_element(runners):
+    pair = TwinPair(ParityCase("layer-two_outputs", "two_outputs", FACTORIES, inputs=(IMAGE,), loss="mse"), runners.all())
+    try:
+        forward, gradients = check_float64(pair)
+        assert forward.passed and gradients.passed, forward.failures() + gradients.failures()
+        outputs = {row.name: row.shape for row in forward.rows if row.name.startswith("output:")}
+        assert outputs == {"output:0": (2, 3, 7, 9), "output:1": (2, 7, 9)}
+    finally:
+        pair.close()
+
+
+def test_a_layer_whose_layout_cannot_be_told_is_an_error_naming_it_and_the_way_out(runners):
+    pair = TwinPair(ParityCase("layer-undeclared", "undeclared_layout", FACTORIES, inputs=(IMAGE,), loss="mse"),
+                    runners.all())
+    try:
+        with pytest.raises(WorkerError, match=r"Keras layer 'layer' \(FirstChannels\).*register_keras_layer.*canonical_layout"):
+            check_layerwise(pair, "propagated")
+    finally:
+        pair.close()

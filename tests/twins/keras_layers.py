@@ -67,7 +67,23 @@ class Tokens(layers.Layer):
         return keras.ops.concatenate([cls, x], axis=1) + self.pos_embed
 
 
+class FirstChannels(layers.Layer):
+    """A layer of a user's own that changes its input's shape and declares no layout."""
+
+    def call(self, x):
+        return x[..., :2]
+
+
 def create(name: str, **config) -> keras.Model:
+    if name == "two_outputs":
+        inputs = keras.Input((7, 9, 4))
+        y = layers.Conv2D(3, 3, padding="same", name="layer")(inputs)
+        total = layers.Lambda(lambda t: keras.ops.sum(t, axis=-1), name="total")
+        total.canonical_layout = "plain"  # (batch, H, W) in both
+        return keras.Model(inputs, [y, total(y)])
+    if name == "undeclared_layout":
+        inputs = keras.Input((7, 9, 4))
+        return keras.Model(inputs, FirstChannels(name="layer")(inputs))
     if name == "attention":
         inputs = keras.Input((5, 8))
         return keras.Model(inputs, layers.MultiHeadAttention(2, 4, name="layer")(inputs, inputs))

@@ -103,8 +103,29 @@ LAYERS = {
 RECURRENT = {"lstm", "gru", "simple_rnn", "bidirectional"}
 
 
+class TwoOutputs(nn.Module):
+    """A tuple output: a conv's map and its sum over channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Conv2d(4, 3, 3, padding=1)
+
+    def forward(self, x):
+        y = self.layer(x)
+        return y, y.sum(dim=1)
+
+
+class FirstChannels(nn.Module):
+    def forward(self, x):
+        return x[:, :2]
+
+
 def create(name: str, **config) -> nn.Module:
     torch.manual_seed(config.get("seed", 0))
+    if name == "two_outputs":
+        return TwoOutputs()
+    if name == "undeclared_layout":
+        return Holder(FirstChannels())
     if name == "attention":
         return SelfAttention()
     if name == "free_variables":
