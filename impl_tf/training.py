@@ -92,10 +92,12 @@ def _nchw(x: np.ndarray) -> np.ndarray:
 
 class Trainer:
     """Adam(W) steps on ``net``.  ``head_only``: linear probing, only the classifier trains and
-    the frozen network stays in inference mode (BN statistics fixed, dropout off)."""
+    the frozen network stays in inference mode (BN statistics fixed, dropout off), unless
+    ``frozen_train_mode`` (the MedMNIST+ code's quirk) runs it in training mode."""
 
     def __init__(self, net: keras.Model, optimizer: OptimizerSpec, loss: str, label_smoothing: float = 0.0,
-                 head_only: bool = False, precision: str = "float32", dropout: bool = True):
+                 head_only: bool = False, precision: str = "float32", dropout: bool = True,
+                 frozen_train_mode: bool = False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         compute = {"bfloat16": "bfloat16", "float64": "float64"}.get(precision, "float32")
@@ -104,6 +106,7 @@ class Trainer:
                              f"got {net.compute_dtype!r}")
         self.net, self.spec, self.loss, self.label_smoothing = net, optimizer, loss, label_smoothing
         self.head_only, self.precision, self.dtype = head_only, precision, tf.as_dtype(float_dtype(precision))
+        self.training_mode = not head_only or frozen_train_mode
         if not dropout:
             disable_dropout(net)
         head = {id(v) for v in last_dense(net).trainable_variables} if head_only else set()
@@ -128,7 +131,7 @@ class Trainer:
 
     def _loss_and_gradients(self, x, y):
         with tf.GradientTape() as tape:
-            value = loss_value(self.loss, self._forward(x, not self.head_only), y, x, self.label_smoothing)
+            value = loss_value(self.loss, self._forward(x, self.training_mode), y, x, self.label_smoothing)
             if self.net.losses:
                 value = value + tf.add_n(self.net.losses)
         return value, tape.gradient(value, self.params)

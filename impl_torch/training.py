@@ -72,14 +72,17 @@ def last_linear(net: torch.nn.Module) -> torch.nn.Linear:
 
 class Trainer:
     """Adam(W) steps on ``net``.  ``head_only``: linear probing, only the classifier trains and
-    the frozen network stays in eval mode (BN statistics fixed, dropout off)."""
+    the frozen network stays in eval mode (BN statistics fixed, dropout off), unless
+    ``frozen_train_mode`` (the MedMNIST+ code's quirk) runs it in train mode."""
 
     def __init__(self, net: torch.nn.Module, optimizer: OptimizerSpec, loss: str, label_smoothing: float = 0.0,
-                 head_only: bool = False, precision: str = "float32", dropout: bool = True):
+                 head_only: bool = False, precision: str = "float32", dropout: bool = True,
+                 frozen_train_mode: bool = False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.net, self.spec, self.loss, self.label_smoothing = net, optimizer, loss, label_smoothing
         self.head_only, self.precision = head_only, precision
+        self.training_mode = not head_only or frozen_train_mode
         self.device, self.dtype = next(net.parameters()).device, getattr(torch, float_dtype(precision))
         if not dropout:
             disable_dropout(net)
@@ -106,7 +109,7 @@ class Trainer:
         return value + penalty() if penalty is not None else value
 
     def train_step(self, x: np.ndarray, y: np.ndarray, lr: float, clip_norm: float | None = None) -> float:
-        self.net.train(not self.head_only)
+        self.net.train(self.training_mode)
         value = self._loss(self._tensor(x), self._tensor(y))
         grads = torch.autograd.grad(value, self.params)
         if clip_norm is not None:

@@ -38,7 +38,7 @@ class Backend:
     def trainer(self, recipe: Recipe, dropout: bool = True):
         return self.training.Trainer(self.net, recipe.optimizer, recipe.loss, recipe.label_smoothing,
                                      head_only=recipe.procedure == "linear_probing", precision=self.precision,
-                                     dropout=dropout)
+                                     dropout=dropout, frozen_train_mode="linear_probing_train_mode" in recipe.quirks)
 
     def save_weights(self, path: str, metadata: dict | None = None) -> str:
         return self.adapter.save_weights(HANDLE, path, metadata)["digest"]

@@ -375,10 +375,10 @@ def onnx_inputs(run: Run) -> np.ndarray:
 def _inputs_for(settings_key: str) -> np.ndarray:
     from repro.loop import make_batch
     from repro.run import load_dataset
-    from repro.recipes import get_recipe
+    from repro.recipes import recipe_of_run
 
     settings = json.loads(settings_key)
-    recipe = get_recipe(settings["recipe"], **settings["recipe_overrides"])
+    recipe = recipe_of_run(settings)
     dataset = load_dataset(settings)
     split = dataset.splits["test"]
     return make_batch(split, np.arange(min(ONNX_SAMPLES, len(split.labels))), recipe, dataset.task)[0]

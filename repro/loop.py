@@ -176,7 +176,8 @@ def train(trainer, backend, dataset, recipe: Recipe, record: RunRecord, state: L
 
 
 def knn_evaluate(trainer, dataset, recipe: Recipe) -> dict:
-    """medmnist_plus knn: no training; k nearest train embeddings vote."""
+    """medmnist_plus knn: no training; the k nearest train embeddings vote (ACC), and the
+    fraction of them per class scores the AUC (0 under the seed code's knn_auc_zero quirk)."""
     def embed(split):
         return np.concatenate([trainer.embed(preprocess(split.images[i], recipe))
                                for i in datasets.batch_slices(len(split.labels), recipe.eval_batch_size)])
@@ -186,7 +187,11 @@ def knn_evaluate(trainer, dataset, recipe: Recipe) -> dict:
     results = {}
     for name in ("val", "test"):
         split = dataset.splits[name]
-        predicted = metrics.knn_predict(bank, train_split.labels, embed(split), k=recipe.knn_k, task=dataset.task)
+        neighbours = metrics.knn_neighbour_labels(bank, train_split.labels, embed(split), k=recipe.knn_k,
+                                                  task=dataset.task)
         truth = split.labels if dataset.task == MULTI_LABEL else split.labels.reshape(-1)
-        results[f"{name}_acc"] = float(np.mean(predicted == truth))
+        scores = metrics.knn_scores(neighbours, dataset.task, n_classes=dataset.num_classes)
+        results[f"{name}_acc"] = float(metrics.medmnist_acc(truth, scores, dataset.task))
+        results[f"{name}_auc"] = 0.0 if "knn_auc_zero" in recipe.quirks else metrics.medmnist_auc(
+            truth, scores, dataset.task)
     return results

@@ -304,23 +304,40 @@ def _knn_inputs(train_embeddings, train_labels, query_embeddings, k: int, task: 
     return bank, labels.astype(np.int64), queries
 
 
-def knn_predict(train_embeddings, train_labels, query_embeddings, k: int = 11,
-                task: str = MULTI_CLASS) -> np.ndarray:
-    """Predicted labels of the queries from their k nearest train embeddings (medmnist_plus knn, canon/recipes.py).
+def knn_neighbour_labels(train_embeddings, train_labels, query_embeddings, k: int = 11,
+                         task: str = MULTI_CLASS) -> np.ndarray:
+    """The labels of each query's k nearest train embeddings: N×k (multi-label N×k×L).
 
     Euclidean distance in float64; equal distances go to the lower train index; k is capped at
-    the train-set size. Single-label tasks: majority vote, ties to the smallest label, returns
-    shape N. Multi-label: a label is 1 when the mean of the neighbours' labels is > 0.5, returns
-    N×L. Queries are processed in chunks so the distance matrix stays bounded in memory.
-    """
+    the train-set size.  Queries are processed in chunks so the distance matrix stays bounded
+    in memory."""
     bank, labels, queries = _knn_inputs(train_embeddings, train_labels, query_embeddings, k, task)
     k = min(int(k), len(bank))
     bank_norms = (bank ** 2).sum(axis=1)
     rows_per_chunk = max(1, KNN_CHUNK_ELEMENTS // len(bank))
-    predictions = []
-    for start in range(0, len(queries), rows_per_chunk):
-        distances = _squared_distances(queries[start:start + rows_per_chunk], bank, bank_norms)
-        predictions.append(_vote(labels[_nearest_indices(distances, k)], task))
-    if not predictions:  # no queries: an empty prediction of the right shape
-        return np.zeros((0,) + labels.shape[1:], dtype=np.int64)
-    return np.concatenate(predictions)
+    chunks = [labels[_nearest_indices(_squared_distances(queries[start:start + rows_per_chunk], bank, bank_norms), k)]
+              for start in range(0, len(queries), rows_per_chunk)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, k) + labels.shape[1:], dtype=np.int64)
+
+
+def knn_predict(train_embeddings, train_labels, query_embeddings, k: int = 11,
+                task: str = MULTI_CLASS) -> np.ndarray:
+    """Predicted labels of the queries from their k nearest train embeddings (medmnist_plus knn).
+
+    Single-label tasks: majority vote, ties to the smallest label, returns shape N.  Multi-label:
+    a label is 1 when the mean of the neighbours' labels is > 0.5, returns N×L."""
+    neighbours = knn_neighbour_labels(train_embeddings, train_labels, query_embeddings, k, task)
+    if len(neighbours) == 0:  # no queries: an empty prediction of the right shape
+        return np.zeros((0,) + neighbours.shape[2:], dtype=np.int64)
+    return _vote(neighbours, task)
+
+
+def knn_scores(neighbour_labels: np.ndarray, task: str, n_classes: int | None = None) -> np.ndarray:
+    """Scores for ROC-AUC from the neighbours' votes: the fraction of the k neighbours of each
+    class (N×C; C = ``n_classes``, default the largest label seen + 1), or of each label that is
+    1 (multi-label, N×L) — what a k-NN classifier's predicted probabilities are."""
+    neighbour_labels = np.asarray(neighbour_labels)
+    if task == MULTI_LABEL:
+        return neighbour_labels.mean(axis=1)
+    classes = int(n_classes if n_classes is not None else neighbour_labels.max() + 1)
+    return np.stack([(neighbour_labels == c).mean(axis=1) for c in range(classes)], axis=1)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from canon import models
 from canon.errors import ConfigError
 from canon.training import TRAINING_LOSSES, OptimizerSpec
 
@@ -51,7 +52,8 @@ class Recipe:
     early_stopping: EarlyStopping | None = None
     procedure: str = "end_to_end"  # medmnist_plus: end_to_end | linear_probing | knn
     input_size: int | None = None  # zero-pad centrally to this size (medmnist_plus)
-    normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # mean, std
+    # mean, std; or PER_MODEL: the trained model's own (canon.models.mean_std), resolved by get_recipe
+    normalize: tuple[tuple[float, ...], tuple[float, ...]] | str | None = None
     to_rgb: bool = False  # replicate grayscale to 3 channels
     knn_k: int = 11
     # Image geometry of the NumPy-side pipeline (canon/augment.py): training resizes to ``resize``
@@ -65,6 +67,8 @@ class Recipe:
     # the stages whose best weights start this one, with the prefix their names get here
     init_from: tuple[tuple[int, str], ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    seeds: tuple[int, ...] = ()  # the paper's seeds, for a whole row of its table (``seed`` is the first)
+    quirks: tuple[str, ...] = ()  # behaviours of the seed code reproduced on request (QUIRKS)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,7 +78,17 @@ class Recipe:
         return self.best != "val_loss"
 
 
-IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+IMAGENET = models.IMAGENET
+PER_MODEL = "per_model"
+# What the seed code did where it is not sound, reproduced only when asked (run.py --quirk NAME):
+# name -> (the procedure it belongs to, what it does).
+QUIRKS = {
+    "linear_probing_train_mode": ("linear_probing", "linear probing runs the frozen network in train mode, as the MedMNIST+ code did "
+                                 "(BatchNorm statistics drift with every batch, dropout stays on); by default it "
+                                 "stays in eval mode"),
+    "knn_auc_zero": ("knn", "kNN reports AUC as 0, as the MedMNIST+ code did; by default its AUC is computed from the "
+                    "neighbours' votes (the fraction of the k neighbours of each class)"),
+}
 AECNN_REPORT_SIZE = 1024  # the report's image size; its crop sizes below are for these
 # The AECNN report's three stages share the optimizer (Adam 1e-4, coupled L2 1e-5), the plateau
 # rule on validation loss (x0.1 after 5 epochs), 20 epochs, batch 16 and seed 42.  Sizes are the
@@ -100,9 +114,13 @@ RECIPES: dict[str, Recipe] = {
         Recipe("medmnist_plus", OptimizerSpec(1e-4, eps=1e-8, weight_decay=0.01, decoupled=True),
                loss="cross_entropy", schedule="cosine_per_epoch", epochs=100, batch_size=64, eval_batch_size=256,
                seed=9930641, best="val_loss", default_model="resnet18",
-               early_stopping=EarlyStopping("val_loss", 5), input_size=224, normalize=IMAGENET, to_rgb=True,
-               notes=("linear_probing keeps the frozen network in eval mode (BN statistics fixed, dropout off); "
-                      "the original left it in train mode",)),
+               early_stopping=EarlyStopping("val_loss", 5), input_size=224, normalize=PER_MODEL, to_rgb=True,
+               seeds=(9930641, 115149041, 252139603),
+               notes=("each architecture's own mean/std (timm's default config; AlexNet: ImageNet), applied "
+                      "before the zero padding to input_size",
+                      "linear_probing keeps the frozen network in eval mode (BN statistics fixed, dropout off); "
+                      "the original left it in train mode (quirk linear_probing_train_mode)",
+                      "knn scores AUC from the neighbours' votes; the original reported 0 (quirk knn_auc_zero)")),
         Recipe("chest_multilabel", OptimizerSpec(5e-5, weight_decay=1e-4), loss="bce_logits", schedule="constant",
                epochs=100, batch_size=32, eval_batch_size=64, seed=153, best="val_loss", default_model="resnet18",
                clip_norm=1.0, plateau=Plateau(0.5, 3), early_stopping=EarlyStopping("val_loss", 10, min_lr=1e-6)),
@@ -115,8 +133,9 @@ RECIPES: dict[str, Recipe] = {
 PROCEDURES = ("end_to_end", "linear_probing", "knn")
 
 
-def get_recipe(name: str, **overrides) -> Recipe:
-    """A recipe with ``overrides`` applied; aecnn needs ``stage`` (1, 2 or 3)."""
+def get_recipe(name: str, model: str | None = None, **overrides) -> Recipe:
+    """A recipe with ``overrides`` applied; aecnn needs ``stage`` (1, 2 or 3).  ``model``: the
+    model it trains, whose mean/std a per-model normalisation takes (required for those)."""
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe {name!r}; known recipes: {', '.join(sorted(RECIPES))}")
     recipe = RECIPES[name]
@@ -136,10 +155,28 @@ def get_recipe(name: str, **overrides) -> Recipe:
     for key in ("epochs", "batch_size", "eval_batch_size", "resize", "crop", "eval_resize"):
         if overrides.get(key) is not None and int(overrides[key]) < 1:
             raise ConfigError(f"{key} must be >= 1, got {overrides[key]!r}")
+    overrides = {k: tuple(v) if k == "quirks" else v for k, v in overrides.items()}
+    unknown_quirks = sorted(set(overrides.get("quirks", ())) - set(QUIRKS))
+    if unknown_quirks:
+        raise ConfigError(f"unknown quirk(s) {unknown_quirks}; known: {sorted(QUIRKS)}")
+    if overrides.get("quirks") and name != "medmnist_plus":
+        raise ConfigError(f"the quirks {sorted(QUIRKS)} belong to the medmnist_plus recipe, not {name!r}")
     recipe = replace(recipe, **overrides)
+    for quirk in recipe.quirks:
+        if QUIRKS[quirk][0] != recipe.procedure:
+            raise ConfigError(f"quirk {quirk!r} belongs to the {QUIRKS[quirk][0]} procedure, not {recipe.procedure}")
     if recipe.loss not in TRAINING_LOSSES:
         raise ConfigError(f"recipe {name!r}: unknown loss {recipe.loss!r}; known: {TRAINING_LOSSES}")
+    if recipe.normalize == PER_MODEL:
+        if model is None:
+            raise ConfigError(f"recipe {name!r} normalises with the model's own mean/std: give the model")
+        recipe = replace(recipe, normalize=models.mean_std(model))
     return recipe
+
+
+def recipe_of_run(settings: dict) -> Recipe:
+    """The recipe a run's resolved settings (run.py's, as its record keeps them) describe."""
+    return get_recipe(settings["recipe"], model=settings["model"], **settings["recipe_overrides"])
 
 
 # -- learning-rate tables (one value per optimizer step) --------------------------

@@ -35,7 +35,7 @@ from repro.data import datasets  # noqa: E402
 from canon import models as spec_models  # noqa: E402
 from canon.errors import TwinframeError  # noqa: E402
 from canon.files import DiskFullError  # noqa: E402
-from repro.recipes import AECNN_REPORT_SIZE, RECIPES, get_recipe  # noqa: E402
+from repro.recipes import AECNN_REPORT_SIZE, QUIRKS, RECIPES, get_recipe, recipe_of_run  # noqa: E402
 from canon.training import PRECISIONS  # noqa: E402
 
 DEFAULT_RECIPE, DEFAULT_MODEL, DEFAULT_DATASET = "medianet", "resnet18", "digits"
@@ -44,7 +44,8 @@ SEED_MAX = 2**32 - 1
 AT_LEAST_ONE = ("threads", "epochs", "batch_size", "input_size", "size", "resize", "crop", "eval_resize", "limit",
                 "stop_after_epochs")
 # options whose record value is the resolved recipe's; and those a resume may be given freely
-RECIPE_OPTIONS = ("seed", "epochs", "batch_size", "input_size", "procedure", "resize", "crop", "eval_resize", "stage")
+RECIPE_OPTIONS = ("seed", "epochs", "batch_size", "input_size", "procedure", "resize", "crop", "eval_resize", "stage",
+                  "quirks")
 RESUME_CHANGES_NOTHING = ("resume", "no_progress", "stop_after_epochs")
 NEGATED_FLAGS = {"nondeterministic": "deterministic", "no_onnx": "onnx"}  # option -> the setting it turns off
 EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of everything: init, data order (default: the recipe's)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"one of {sorted(RECIPES)}")
     p.add_argument("--procedure", choices=("end_to_end", "linear_probing", "knn"), help="medmnist_plus procedure")
+    p.add_argument("--quirk", action="append", dest="quirks", choices=sorted(QUIRKS), metavar="NAME",
+                   help="reproduce a behaviour of the seed code that is not the default (repeatable): "
+                        + "; ".join(f"{name}: {why}" for name, (_, why) in QUIRKS.items()))
     p.add_argument("--stage", type=int, choices=(1, 2, 3),
                    help="aecnn stage: 1 DenseNet-121 classifier, 2 autoencoder, 3 both end to end (needs --init-from "
                         "of a stage-1 and a stage-2 run)")
@@ -138,10 +142,10 @@ def resolve_settings(args: argparse.Namespace) -> dict:
     overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
                                    ("input_size", args.input_size), ("procedure", args.procedure),
                                    ("resize", args.resize), ("crop", args.crop), ("eval_resize", args.eval_resize),
-                                   ("stage", args.stage)) if v is not None}
+                                   ("stage", args.stage), ("quirks", args.quirks)) if v is not None}
     if args.seed is not None:
         overrides["seed"] = args.seed
-    recipe = get_recipe(args.recipe, **overrides)
+    recipe = get_recipe(args.recipe, model=args.model or DEFAULT_MODEL, **overrides)
     model_config = parse_model_config(args.model_config)
     if args.dataset != "digits" and not args.data_dir:
         raise TwinframeError(f"--dataset {args.dataset} needs --data-dir")
@@ -447,7 +451,7 @@ class Run:
         else:
             self.settings = resolve_settings(args)
             self.command = shlex.join([sys.executable, "repro/run.py", *self.argv])
-        self.recipe = get_recipe(self.settings["recipe"], **self.settings["recipe_overrides"])
+        self.recipe = recipe_of_run(self.settings)
         self.dataset = load_dataset(self.settings)
         check_trainable(self.dataset, self.recipe)
         self.config = model_config(self.settings, self.recipe, self.dataset)

@@ -252,3 +252,23 @@ def test_bad_input_raises_value_error_naming_the_problem(call, message):
     with pytest.raises(ValueError) as error:
         call()
     assert message in str(error.value)
+
+
+def test_knn_scores_are_the_neighbours_vote_fractions_and_rank_like_sklearn_knn():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(3)
+    train, labels, queries = rng.normal(size=(60, 5)), rng.integers(0, 4, 60), rng.normal(size=(25, 5))
+    neighbours = metrics.knn_neighbour_labels(train, labels, queries, k=11)
+    scores = metrics.knn_scores(neighbours, MULTI_CLASS, n_classes=5)  # class 4 never occurs: a zero column
+    reference = KNeighborsClassifier(11, algorithm="ball_tree").fit(train, labels).predict_proba(queries)
+    np.testing.assert_allclose(scores[:, :4], reference, atol=1e-15)
+    assert scores.shape == (25, 5) and np.all(scores[:, 4] == 0) and np.allclose(scores.sum(axis=1), 1)
+    assert np.array_equal(np.argmax(scores, axis=1), knn_predict(train, labels, queries, k=11))
+
+
+def test_knn_multi_label_scores_are_the_mean_neighbour_labels():
+    train, labels = np.array([[0.0], [1.0], [2.0], [10.0]]), np.array([[1, 0], [1, 1], [0, 0], [0, 1]])
+    neighbours = metrics.knn_neighbour_labels(train, labels, np.array([[0.9]]), k=3, task=MULTI_LABEL)
+    assert neighbours.shape == (1, 3, 2)
+    np.testing.assert_array_equal(metrics.knn_scores(neighbours, MULTI_LABEL), [[2 / 3, 1 / 3]])

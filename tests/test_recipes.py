@@ -31,7 +31,7 @@ def test_medianet_table_of_a_short_run_keeps_the_phase_shares():
 
 
 def test_medmnist_plus_cosine_is_stepped_after_each_epoch():
-    recipe = get_recipe("medmnist_plus", epochs=100)
+    recipe = get_recipe("medmnist_plus", model="resnet18", epochs=100)
     table = lr_table(recipe, steps_per_epoch=2)
     assert table[0] == table[1] == table[2] == table[3] == pytest.approx(1e-4)  # epochs 0 and 1
     assert table[2 * 51] == pytest.approx(0.5 * 1e-4 * (1 + math.cos(math.pi * 50 / 100)))
@@ -114,3 +114,27 @@ def test_plateau_divides_by_ten_after_five_bad_epochs():
         assert state.factor == 1.0
     state.update(recipe, 1.0, 1.0)
     assert state.factor == pytest.approx(0.1)
+
+
+def test_medmnist_plus_normalises_with_each_architectures_own_mean_and_std():
+    from canon import models
+
+    for model in ("resnet18", "alexnet", "densenet121"):
+        assert get_recipe("medmnist_plus", model=model).normalize == models.IMAGENET
+    with pytest.raises(ConfigError, match="give the model"):
+        get_recipe("medmnist_plus")
+    assert get_recipe("medianet", model="resnet18").normalize is None  # a recipe without normalisation keeps none
+    assert get_recipe("medmnist_plus", model="resnet18").seeds == (9930641, 115149041, 252139603)
+
+
+def test_quirks_are_named_belong_to_their_procedure_and_are_off_by_default():
+    assert get_recipe("medmnist_plus", model="resnet18", procedure="linear_probing").quirks == ()
+    recipe = get_recipe("medmnist_plus", model="resnet18", procedure="linear_probing",
+                        quirks=["linear_probing_train_mode"])
+    assert recipe.quirks == ("linear_probing_train_mode",)
+    with pytest.raises(ConfigError, match="belongs to the knn procedure"):
+        get_recipe("medmnist_plus", model="resnet18", quirks=["knn_auc_zero"])
+    with pytest.raises(ConfigError, match="unknown quirk"):
+        get_recipe("medmnist_plus", model="resnet18", quirks=["nope"])
+    with pytest.raises(ConfigError, match="belong to the medmnist_plus recipe"):
+        get_recipe("medianet", quirks=["knn_auc_zero"])

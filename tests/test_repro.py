@@ -118,7 +118,7 @@ def test_help_documents_every_option():
     text = run("--help").stdout
     for option in ("--framework", "--seed", "--recipe", "--procedure", "--model", "--model-config", "--dataset",
                    "--flag", "--size", "--data-dir", "--limit", "--epochs", "--batch-size", "--input-size", "--resize",
-                   "--stage", "--crop", "--eval-resize", "--init-from", "--init-weights", "--parity", "--precision", "--runs-dir", "--out", "--resume", "--threads", "--device", "--nondeterministic", "--no-onnx",
+                   "--stage", "--quirk", "--crop", "--eval-resize", "--init-from", "--init-weights", "--parity", "--precision", "--runs-dir", "--out", "--resume", "--threads", "--device", "--nondeterministic", "--no-onnx",
                    "--no-progress"):
         assert option in text, option
 
@@ -140,14 +140,34 @@ def test_chest_recipe_on_synthetic_chestmnist_reports_the_per_label_table(tmp_pa
     assert len(steps) == 2 and all(e["lr"] == 5e-5 for e in steps)  # batch 32, constant Adam lr
 
 
-def test_knn_procedure_trains_nothing_and_votes(tmp_path):
-    out = tmp_path / "run"
-    run("--framework", "tf", "--recipe", "medmnist_plus", "--procedure", "knn", "--model", "resnet18",
-        "--input-size", "16", "--limit", "64", "--no-progress", "--out", str(out))
-    manifest = json.loads((out / "manifest.json").read_text())
-    knn = manifest["summary"]["knn"]
-    assert set(knn) == {"val_acc", "test_acc"} and 0.0 <= knn["test_acc"] <= 1.0
-    assert epochs_of(out) == []  # no optimizer step
+def test_knn_procedure_trains_nothing_votes_and_scores_auc_from_the_votes(tmp_path):
+    knn = {}
+    for name, quirk in (("sound", []), ("quirk", ["--quirk", "knn_auc_zero"])):
+        out = tmp_path / name
+        run("--framework", "tf", "--recipe", "medmnist_plus", "--procedure", "knn", "--model", "resnet18",
+            "--input-size", "16", "--limit", "64", "--no-progress", "--out", str(out), *quirk)
+        knn[name] = json.loads((out / "manifest.json").read_text())["summary"]["knn"]
+        assert epochs_of(out) == []  # no optimizer step
+    assert set(knn["sound"]) == {"val_acc", "test_acc", "val_auc", "test_auc"} and 0.0 <= knn["sound"]["test_acc"] <= 1.0
+    assert 0.5 < knn["sound"]["val_auc"] <= 1.0  # the votes rank the classes better than chance
+    assert knn["quirk"] == {**knn["sound"], "val_auc": 0.0, "test_auc": 0.0}  # the seed code's 0, the same votes
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_linear_probing_keeps_the_frozen_network_in_eval_mode_unless_the_quirk_is_asked(tmp_path, framework):
+    from canon.weights import load_canonical
+
+    changed = {}
+    for name, quirk in (("sound", []), ("quirk", ["--quirk", "linear_probing_train_mode"])):
+        out = tmp_path / name
+        run("--framework", framework, "--recipe", "medmnist_plus", "--procedure", "linear_probing", "--model",
+            "resnet18", "--input-size", "16", "--limit", "32", "--epochs", "1", "--no-onnx", "--no-progress",
+            "--out", str(out), *quirk)
+        init, final = (load_canonical(out / f"{kind}.safetensors") for kind in ("init", "final"))
+        changed[name] = sorted(k for k in init if not np.array_equal(init[k], final[k]))
+    assert changed["sound"] == ["fc.bias", "fc.weight"]  # only the head trained, BN statistics fixed
+    statistics = {k for k in changed["quirk"] if k.endswith(("running_mean", "running_var"))}
+    assert set(changed["quirk"]) - statistics == {"fc.bias", "fc.weight"} and len(statistics) == 2 * 20  # every BN drifted
 
 
 @pytest.mark.parametrize("framework", ["torch", "tf"])

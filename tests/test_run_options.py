@@ -13,7 +13,7 @@ import pytest
 from repro import run as run_py
 from repro.record import RunRecord
 from repro.data.datasets import write_synthetic_medmnist
-from repro.recipes import get_recipe
+from repro.recipes import recipe_of_run
 
 QUICK = ["--model", "resnet18", "--limit", "16", "--epochs", "2", "--batch-size", "8", "--no-progress"]
 
@@ -78,7 +78,7 @@ def interrupted_record(tmp_path) -> RunRecord:
     a resume that gets past the option checks stops at the checkpoint."""
     args = run_py.build_parser().parse_args(["--framework", "torch", *QUICK])
     settings = run_py.resolve_settings(args)
-    recipe = get_recipe(settings["recipe"], **settings["recipe_overrides"])
+    recipe = recipe_of_run(settings)
     record = RunRecord.create(tmp_path / "run", {"settings": settings, "recipe": recipe.to_dict(), "model_config": {},
                                                  "dataset": {"fingerprint": "f" * 64}})
     record.path("checkpoint.json").write_text("{not json")

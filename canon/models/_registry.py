@@ -14,24 +14,47 @@ from typing import Any, Callable
 
 from canon.errors import ConfigError, UnknownModelError
 
+MeanStd = tuple[tuple[float, float, float], tuple[float, float, float]]
+# The input normalisations models are trained with (timm's default configs name the same three).
+IMAGENET: MeanStd = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+INCEPTION: MeanStd = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+OPENAI_CLIP: MeanStd = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+
 # name -> (config class, the defaults that distinguish the variant)
 _MODELS: dict[str, tuple[type, dict[str, Any]]] = {}
+_MEAN_STD: dict[str, MeanStd] = {}
 
 
-def register_models(variants: dict[str, dict[str, Any]]) -> Callable[[type], type]:
-    """Class decorator: register each ``name: defaults`` of ``variants`` for this config class."""
+def register_models(variants: dict[str, dict[str, Any]],
+                    mean_std: MeanStd | dict[str, MeanStd] = IMAGENET) -> Callable[[type], type]:
+    """Class decorator: register each ``name: defaults`` of ``variants`` for this config class.
+    ``mean_std``: the input normalisation of these models (one for all, or per name), which a
+    recipe that normalises per architecture (medmnist_plus) uses."""
+    per_name = mean_std if isinstance(mean_std, dict) else dict.fromkeys(variants, mean_std)
+    missing = sorted(set(variants) - set(per_name))
+    if missing:
+        raise ValueError(f"models {missing} have no mean_std")
+
     def register(config_cls: type) -> type:
         for name, defaults in variants.items():
             if name in _MODELS:
                 raise ValueError(f"model {name!r} is registered twice ({_MODELS[name][0].__name__}, "
                                  f"{config_cls.__name__})")
             _MODELS[name] = (config_cls, dict(defaults))
+            _MEAN_STD[name] = per_name[name]
         return config_cls
     return register
 
 
 def list_models() -> list[str]:
     return sorted(_MODELS)
+
+
+def mean_std(name: str) -> MeanStd:
+    """The (mean, std) per RGB channel that model ``name`` expects its inputs normalised with."""
+    if name not in _MEAN_STD:
+        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return _MEAN_STD[name]
 
 
 def resolve(name: str, **overrides: Any):
