@@ -114,6 +114,26 @@ def _tensor(array: np.ndarray, device: str, like: torch.nn.Module | None = None)
     return tensor
 
 
+def _read_torch_save(path: str):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint not found: {path}") from None
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
+        raise ValueError(f"{path}: not a readable torch checkpoint ({str(error).splitlines()[0]})") from None
+
+
+def _read_safetensors(path: str) -> dict:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint not found: {path}") from None
+    except Exception as error:  # safetensors reports corruption with several types
+        raise ValueError(f"{path}: not a readable safetensors file ({str(error).splitlines()[0]})") from None
+
+
 class _Recorder:
     """Forward hooks recording the named modules' first output and their inputs, once each."""
 
@@ -235,16 +255,13 @@ class TorchAdapter(Adapter):
         return _assign(self._models.get(handle), load_canonical(path), f"torch model {handle!r}")
 
     def load_native(self, handle: str, path: str) -> dict:
-        """Load a torch checkpoint (e.g. torchvision's ``resnet18-*.pth``) strictly: every key used."""
+        """Load a torch checkpoint strictly, every key used: a ``torch.save`` file (torchvision's
+        ``resnet18-*.pth``) or a ``.safetensors`` state dict (timm's ``model.safetensors``)."""
         net = self._models.get(handle)
-        try:
-            raw = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
-        except FileNotFoundError:
-            raise FileNotFoundError(f"checkpoint not found: {path}") from None
-        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
-            raise ValueError(f"{path}: not a readable torch checkpoint ({str(error).splitlines()[0]})") from None
+        raw = _read_safetensors(path) if str(path).endswith(".safetensors") else _read_torch_save(path)
         state = _state_dict_from(raw, path)
-        tensors = {k: v.detach().cpu().numpy() for k, v in state.items() if not k.endswith(NOT_WEIGHTS)}
+        tensors = {k: v.detach().float().cpu().numpy() if v.dtype in (torch.bfloat16, torch.float16)
+                   else v.detach().cpu().numpy() for k, v in state.items() if not k.endswith(NOT_WEIGHTS)}
         audit = _assign(net, tensors, f"torch model {handle!r} (from {path})")
         return {"tensors": len(tensors), "parameters": int(sum(p.numel() for p in net.parameters())), "audit": audit}
 
