@@ -254,3 +254,9 @@ class L2(keras.regularizers.Regularizer):
 
     def get_config(self) -> dict:
         return {"l2": self.l2}
+
+
+@keras.saving.register_keras_serializable(package="twinframe")
+class PaddedDepthwiseConv2D(_ExplicitPadding, keras.layers.DepthwiseConv2D):
+    """DepthwiseConv2D with explicit zero padding, as torch's ``Conv2d(C, C, k, padding=p, groups=C)``
+    (Keras' 'same' pads a stride-2 conv after only)."""
