@@ -45,9 +45,11 @@ test-parity: setup
 
 # training-loop throughput: pipeline vs bare loop, deterministic vs default (reports/bench.*);
 # checking your own pair: the workers' cold start, a small pair's check (reports/bench_check.*)
+# seconds per epoch of each MedMNIST+ architecture in each framework (reports/bench_medmnist.*)
 bench: setup
 	$(PY) repro/bench.py
 	$(PY) repro/bench_check.py
+	$(PY) repro/bench_medmnist.py
 
 lint-imports: setup
 	$(VENV)/bin/lint-imports
