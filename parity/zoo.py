@@ -87,6 +87,14 @@ CASES: dict[str, ParityCase] = {
           for v in ("base69", "base117", "wide69", "wide117")),
         ParityCase("medianet_base69_global", "medianet_base69", ZOO_FACTORIES,
                    config={"num_classes": 7, "head": "global"}, input_shape=(2, 3, 64, 96), **MEDIANET_TOLERANCES),
+        # MedMNIST+'s timm families: each at a small config in every suite (odd maps through the
+        # stride-2 convs: 40x72 -> 20x36 ... 2x3, so the symmetric padding meets odd sizes) and at
+        # its paper size in the slow one.  B0 at 0.25 width / 0.5 depth keeps two blocks per stage.
+        ParityCase("efficientnet_small", "efficientnet_b0", ZOO_FACTORIES,
+                   config={"channel_multiplier": 0.25, "depth_multiplier": 0.5, "num_classes": 7},
+                   input_shape=(2, 3, 40, 72), **DEEP),
+        ParityCase("efficientnet_b4", "efficientnet_b4", ZOO_FACTORIES, config={"num_classes": 9},
+                   input_shape=(2, 3, 224, 224), allow_square_input=True, slow=True, **DEEP),
     )
 }
 
