@@ -88,7 +88,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     port = commands.add_parser("port", help="carry a checkpoint to the other framework's twin and check it layer by layer",
                                epilog=EXIT_STATUS)
     port.add_argument("model", help="zoo model name (python -m parity list)")
-    port.add_argument("--checkpoint", required=True, help="torch state_dict file (.pth/.pt), or Keras .weights.h5 with --source tf")
+    port.add_argument("--checkpoint", required=True, help="torch state_dict file (.pth/.pt, or .safetensors as timm saves it), or Keras .weights.h5 with --source tf")
     port.add_argument("--out", required=True, type=out_folder,
                       help="folder for the canonical .safetensors, the other framework's file and port.json "
                            "(a failed port leaves it as it was)")
