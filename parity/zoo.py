@@ -95,14 +95,25 @@ CASES: dict[str, ParityCase] = {
                    input_shape=(2, 3, 40, 72), **DEEP),
         ParityCase("efficientnet_b4", "efficientnet_b4", ZOO_FACTORIES, config={"num_classes": 9},
                    input_shape=(2, 3, 224, 224), allow_square_input=True, slow=True, **DEEP),
+        # SAM's encoder made for 64 px, fed 40x56: a 5x7 grid, windows of 3 padded to 6x9, pos_embed
+        # resampled 8x8 -> 5x7 and the global blocks' tables 15 -> 9 and 13 rows, as at 1024 -> 224.
+        ParityCase("samvit_small", "samvit_base_patch16", ZOO_FACTORIES,
+                   config={"img_size": 64, "input_size": (40, 56), "patch_size": 8, "embed_dim": 32, "depth": 4,
+                           "num_heads": 2, "window_size": 3, "global_attn_indexes": (1, 3), "neck_channels": 16,
+                           "num_classes": 7},
+                   input_shape=(2, 3, 40, 56), **DEEP),
+        ParityCase("samvit_base_patch16", "samvit_base_patch16", ZOO_FACTORIES,
+                   config={"input_size": (224, 224), "num_classes": 9}, input_shape=(2, 3, 224, 224),
+                   allow_square_input=True, slow=True, **DEEP),
     )
 }
 
 
 # The cases whose full pipeline (ONNX, float32 gradients, determinism) `make test` runs; every
 # case's contract, layer-wise and float64 checks run there too, the rest in `make test-slow`.
-# ResNet-18: the torchvision family, cross-entropy; the AECNN autoencoder: PixelShuffle, ELU, mse.
-EVERY_SUITE_PIPELINES = ("resnet18", "aecnn_autoencoder")
+# ResNet-18: the torchvision family, cross-entropy; the AECNN autoencoder: PixelShuffle, ELU, mse;
+# each timm family of MedMNIST+ at its small configuration.
+EVERY_SUITE_PIPELINES = ("resnet18", "aecnn_autoencoder", "efficientnet_small", "samvit_small")
 
 
 def get_case(name: str) -> ParityCase:
