@@ -37,13 +37,19 @@ class TimmReference:
 
 
 _EFFICIENTNET = dict(channel_multiplier=0.25, depth_multiplier=0.5, num_classes=7)
+_SAM = dict(img_size=64, patch_size=8, embed_dim=32, depth=4, num_heads=2, window_size=3, global_attn_indexes=(1, 3),
+            num_classes=7)
 REDUCED: dict[str, TimmReference] = {
     "efficientnet_b0": TimmReference("efficientnet_b0", _EFFICIENTNET, _EFFICIENTNET, (2, 3, 40, 72),
                                      timm_builder="timm.models.efficientnet:_gen_efficientnet"),
+    # made for 64 px, fed 40x56: timm resamples pos_embed and the global tables on every forward
+    "samvit_base_patch16": TimmReference("samvit_base_patch16", {**_SAM, "neck_chans": 16},
+                                         {**_SAM, "neck_channels": 16, "input_size": (40, 56)}, (2, 3, 40, 56)),
 }
 # the full-size models (a MedMNIST head of 9 classes), layout only
 FULL_SIZE: dict[str, dict] = {
     "efficientnet_b4": {"num_classes": 9},
+    "samvit_base_patch16": {"num_classes": 9},
 }
 
 
