@@ -134,7 +134,9 @@ class Trainer:
             value = loss_value(self.loss, self._forward(x, self.training_mode), y, x, self.label_smoothing)
             if self.net.losses:
                 value = value + tf.add_n(self.net.losses)
-        return value, tape.gradient(value, self.params)
+        # a gather (an Embedding, SAM's relative-position tables) gives IndexedSlices: the update
+        # is written for dense gradients, as torch's are
+        return value, [tf.convert_to_tensor(g) for g in tape.gradient(value, self.params)]
 
     def train_step(self, x: np.ndarray, y: np.ndarray, lr: float, clip_norm: float | None = None) -> float:
         value, grads = self._gradients(self._batch(x), self._batch(y))

@@ -354,6 +354,9 @@ def model_config(settings: dict, recipe, dataset) -> dict:
     outputs = dataset.num_labels if dataset.task == datasets.MULTI_LABEL else dataset.num_classes
     channels = 3 if recipe.to_rgb else dataset.channels
     config = {"num_classes": outputs, "in_channels": channels, **settings["model_config"]}
+    size_option = spec_models.fed_size_option(settings["model"])
+    if size_option and recipe.input_size and size_option not in config:  # the size the recipe pads to
+        config[size_option] = [recipe.input_size, recipe.input_size]
     spec_models.resolve(settings["model"], **config)  # unknown model or option: fails here, before training
     return config
 

@@ -8,10 +8,10 @@ network in both.
 
 from __future__ import annotations
 
-from canon.models._registry import (IMAGENET, INCEPTION, OPENAI_CLIP, Builders, MeanStd, import_family_modules, list_models,
-                                    mean_std, register_models, resolve)
+from canon.models._registry import (IMAGENET, INCEPTION, OPENAI_CLIP, Builders, MeanStd, fed_size_option,
+                                    import_family_modules, list_models, mean_std, register_models, resolve)
 
 import_family_modules(__name__, __path__)
 
-__all__ = ["IMAGENET", "INCEPTION", "OPENAI_CLIP", "Builders", "MeanStd", "import_family_modules", "list_models", "mean_std",
-           "register_models", "resolve"]
+__all__ = ["IMAGENET", "INCEPTION", "OPENAI_CLIP", "Builders", "MeanStd", "fed_size_option", "import_family_modules",
+           "list_models", "mean_std", "register_models", "resolve"]

@@ -50,6 +50,17 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
+# The config option that fixes the size of image a model is fed, where one does (AlexNet's flatten,
+# SAM's resampled tables, ViT's position embedding): a training run sets it to the size it feeds.
+FED_SIZE_OPTIONS = ("input_size", "img_size")
+
+
+def fed_size_option(name: str) -> str | None:
+    """The option of model ``name`` that fixes its input's (H, W), or None where any size goes."""
+    fields = {f.name for f in dataclasses.fields(resolve(name))}
+    return next((option for option in FED_SIZE_OPTIONS if option in fields), None)
+
+
 def mean_std(name: str) -> MeanStd:
     """The (mean, std) per RGB channel that model ``name`` expects its inputs normalised with."""
     if name not in _MEAN_STD:

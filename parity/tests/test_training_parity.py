@@ -94,6 +94,31 @@ def test_a_recipe_trains_the_same_trajectory_in_both_frameworks(recipe, data, tm
     judged(train_pair(tmp_path, [*args, "--data-dir", str(data)] if "--dataset" in args else args))
 
 
+# MedMNIST+'s ten architectures, one epoch of end-to-end training on the synthetic PathMNIST at
+# 28 px padded to 32 (the recipe's padding after normalisation, each architecture's own mean/std).
+# The timm families train at their zoo cases' small configurations (run.py gives a model that fixes
+# its input size the padded size); the torchvision CNNs at full width, the two largest in the slow tier.
+SMALL = {
+    "efficientnet_b0": {"channel_multiplier": 0.25, "depth_multiplier": 0.5},
+    "samvit_base_patch16": {"img_size": 64, "patch_size": 8, "embed_dim": 32, "depth": 4, "num_heads": 2,
+                            "window_size": 3, "global_attn_indexes": [1, 3], "neck_channels": 16},
+}
+HEAVY = ("vgg16", "alexnet")  # 138 M and 61 M parameters: gigabytes of float64 weights and optimizer state
+ARCHITECTURES = {
+    "vgg16": {}, "alexnet": {}, "resnet18": {}, "densenet121": {"block_config": [2, 2, 2, 2]}, **SMALL,
+}
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in HEAVY else m
+                                   for m in ARCHITECTURES])
+def test_every_medmnist_plus_architecture_trains_the_same_trajectory(model, data, tmp_path):
+    size = ["--input-size", "224"] if model == "alexnet" else ["--input-size", "32"]  # AlexNet's 6x6 flatten
+    args = ["--recipe", "medmnist_plus", "--model", model, "--model-config", json.dumps(ARCHITECTURES[model]),
+            "--dataset", "medmnist", "--flag", "pathmnist", "--size", "28", "--data-dir", str(data),
+            "--limit", "16", "--epochs", "1", "--batch-size", "8", *size]
+    judged(train_pair(tmp_path, args))
+
+
 @pytest.mark.slow
 def test_the_three_aecnn_stages_train_the_same_trajectories(data, tmp_path):
     """Stage 3 starts both frameworks from the torch stage-1 and stage-2 runs' best weights."""
