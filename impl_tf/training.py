@@ -174,9 +174,16 @@ class Trainer:
         return _nchw(np.asarray(prediction(outputs))), float(loss)
 
     def embed(self, x: np.ndarray) -> np.ndarray:
-        """Pre-logit embedding: the input of the classifier."""
-        features = keras.Model(self.net.inputs, last_dense(self.net).input)
-        return np.asarray(tf.cast(features(self._batch(x), training=False), self.dtype))
+        """Pre-logit embedding: the input of the classifier, caught as the model runs (a
+        subclassed model has no graph to cut at the classifier; torch's twin uses a hook)."""
+        head, seen = last_dense(self.net), []
+        call = head.call
+        head.call = lambda inputs, *args, **kwargs: (seen.append(inputs), call(inputs, *args, **kwargs))[1]
+        try:
+            self.net(self._batch(x), training=False)
+        finally:
+            del head.call
+        return np.asarray(tf.cast(seen[-1], self.dtype))
 
     # -- resume state: optimizer moments, step count and the RNG ------------------------
     def optimizer_state(self) -> dict[str, np.ndarray]:
