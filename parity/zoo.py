@@ -95,6 +95,20 @@ CASES: dict[str, ParityCase] = {
                    input_shape=(2, 3, 40, 72), **DEEP),
         ParityCase("efficientnet_b4", "efficientnet_b4", ZOO_FACTORIES, config={"num_classes": 9},
                    input_shape=(2, 3, 224, 224), allow_square_input=True, slow=True, **DEEP),
+        # The ViT-B/16s and EVA-02 at 4x6 patches of 8 px, width 32, two blocks (augreg, DINO, CLIP,
+        # EVA-02: their semantics differ in norms, biases, pooling and RoPE, not in depth); each at
+        # 224 in the slow tier.  A worker above 2 GB is restarted between cases (TWINFRAME_RECYCLE_GB).
+        *(ParityCase(case, model, ZOO_FACTORIES,
+                     config={"img_size": (32, 48), "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2,
+                             "num_classes": 7},
+                     input_shape=(2, 3, 32, 48), **DEEP)
+          for case, model in (("vit_small", "vit_base_patch16_224"), ("vit_dino_small", "vit_base_patch16_224.dino"),
+                              ("vit_clip_small", "vit_base_patch16_clip_224"),
+                              ("eva02_small", "eva02_base_patch16_clip_224"))),
+        *(ParityCase(model, model, ZOO_FACTORIES, config={"num_classes": 9}, input_shape=(2, 3, 224, 224),
+                     allow_square_input=True, slow=True, **DEEP)
+          for model in ("vit_base_patch16_224", "vit_base_patch16_224.dino", "vit_base_patch16_clip_224",
+                        "eva02_base_patch16_clip_224")),
         # SAM's encoder made for 64 px, fed 40x56: a 5x7 grid, windows of 3 padded to 6x9, pos_embed
         # resampled 8x8 -> 5x7 and the global blocks' tables 15 -> 9 and 13 rows, as at 1024 -> 224.
         ParityCase("samvit_small", "samvit_base_patch16", ZOO_FACTORIES,
@@ -113,7 +127,8 @@ CASES: dict[str, ParityCase] = {
 # case's contract, layer-wise and float64 checks run there too, the rest in `make test-slow`.
 # ResNet-18: the torchvision family, cross-entropy; the AECNN autoencoder: PixelShuffle, ELU, mse;
 # each timm family of MedMNIST+ at its small configuration.
-EVERY_SUITE_PIPELINES = ("resnet18", "aecnn_autoencoder", "efficientnet_small", "samvit_small")
+EVERY_SUITE_PIPELINES = ("resnet18", "aecnn_autoencoder", "efficientnet_small", "samvit_small", "vit_small",
+                         "vit_dino_small", "vit_clip_small", "eva02_small")
 
 
 def get_case(name: str) -> ParityCase:

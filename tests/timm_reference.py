@@ -39,7 +39,11 @@ class TimmReference:
 _EFFICIENTNET = dict(channel_multiplier=0.25, depth_multiplier=0.5, num_classes=7)
 _SAM = dict(img_size=64, patch_size=8, embed_dim=32, depth=4, num_heads=2, window_size=3, global_attn_indexes=(1, 3),
             num_classes=7)
+_VIT = dict(img_size=(32, 48), patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=7)
 REDUCED: dict[str, TimmReference] = {
+    **{name: TimmReference(name, _VIT, _VIT, (2, 3, 32, 48))
+       for name in ("vit_base_patch16_224", "vit_base_patch16_224.dino", "vit_base_patch16_clip_224",
+                    "eva02_base_patch16_clip_224")},
     "efficientnet_b0": TimmReference("efficientnet_b0", _EFFICIENTNET, _EFFICIENTNET, (2, 3, 40, 72),
                                      timm_builder="timm.models.efficientnet:_gen_efficientnet"),
     # made for 64 px, fed 40x56: timm resamples pos_embed and the global tables on every forward
@@ -50,6 +54,8 @@ REDUCED: dict[str, TimmReference] = {
 FULL_SIZE: dict[str, dict] = {
     "efficientnet_b4": {"num_classes": 9},
     "samvit_base_patch16": {"num_classes": 9},
+    **{name: {"num_classes": 9} for name in ("vit_base_patch16_224", "vit_base_patch16_224.dino",
+                                            "vit_base_patch16_clip_224", "eva02_base_patch16_clip_224")},
 }
 
 

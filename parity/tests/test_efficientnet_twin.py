@@ -157,8 +157,3 @@ def test_small_efficientnet_is_twins(twin_workers):
     result = _check(twin_workers, "efficientnet_b0", SMALL, SMALL_INPUT)
     compared = result.coverage["compared"]
     assert compared == 150  # every conv, BN, activation (bn*.act, se.act1, se.gate), SE pool and product, add
-
-
-@pytest.mark.slow
-def test_full_efficientnet_b4_is_twins(twin_workers):
-    _check(twin_workers, "efficientnet_b4", {}, (2, 3, 224, 224))

@@ -155,14 +155,3 @@ def test_torch_twin_refuses_another_input_size(torch_runner):
             torch_runner.forward(model, parity_input((2, 3, 48, 56)))
     finally:
         torch_runner.free(model)
-
-
-@pytest.mark.slow
-def test_full_size_twins_at_224(twin_workers, tmp_path):
-    """MedMNIST+'s case: the 1024 model fed 224 (pos_embed 64x64 -> 14x14, global tables 127 -> 27).
-    About 3 minutes on 2 cores; the TF worker peaks near 11.5 GB while tf2onnx converts (89.7 M
-    weights as constants), so it needs the machine's memory to itself."""
-    result = api.check_twins(**FACTORIES, name=NAME, config={"input_size": 224, "num_classes": 7},
-                             input_shape=(2, 3, 224, 224), onnx=True, determinism=False, runners=twin_workers,
-                             report=tmp_path / "r.json", **DEEP)
-    assert result.passed, str(result)

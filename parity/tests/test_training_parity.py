@@ -97,19 +97,25 @@ def test_a_recipe_trains_the_same_trajectory_in_both_frameworks(recipe, data, tm
 # MedMNIST+'s ten architectures, one epoch of end-to-end training on the synthetic PathMNIST at
 # 28 px padded to 32 (the recipe's padding after normalisation, each architecture's own mean/std).
 # The timm families train at their zoo cases' small configurations (run.py gives a model that fixes
-# its input size the padded size); the torchvision CNNs at full width, the two largest in the slow tier.
+# its input size the padded size); the torchvision CNNs at full width.
+_VIT = {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
 SMALL = {
     "efficientnet_b0": {"channel_multiplier": 0.25, "depth_multiplier": 0.5},
+    **dict.fromkeys(("vit_base_patch16_224", "vit_base_patch16_224.dino", "vit_base_patch16_clip_224",
+                     "eva02_base_patch16_clip_224"), _VIT),
     "samvit_base_patch16": {"img_size": 64, "patch_size": 8, "embed_dim": 32, "depth": 4, "num_heads": 2,
                             "window_size": 3, "global_attn_indexes": [1, 3], "neck_channels": 16},
 }
-HEAVY = ("vgg16", "alexnet")  # 138 M and 61 M parameters: gigabytes of float64 weights and optimizer state
+# VGG-16 and AlexNet: 138 M and 61 M parameters, gigabytes of float64 weights and optimizer state;
+# ResNet-18 trains in the medmnist_plus recipe's own test; DINO and CLIP are augreg's ViT with
+# other norms and biases (each family's semantics are proved layer by layer in every suite).
+SLOW_TIER = ("vgg16", "alexnet", "resnet18", "vit_base_patch16_224.dino", "vit_base_patch16_clip_224")
 ARCHITECTURES = {
     "vgg16": {}, "alexnet": {}, "resnet18": {}, "densenet121": {"block_config": [2, 2, 2, 2]}, **SMALL,
 }
 
 
-@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in HEAVY else m
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_TIER else m
                                    for m in ARCHITECTURES])
 def test_every_medmnist_plus_architecture_trains_the_same_trajectory(model, data, tmp_path):
     size = ["--input-size", "224"] if model == "alexnet" else ["--input-size", "32"]  # AlexNet's 6x6 flatten
