@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.twinframe-installed
 
-.PHONY: setup demo test test-slow test-all test-unit test-parity bench lint-imports clean
+.PHONY: setup demo test test-slow test-full-size test-all test-unit test-parity bench lint-imports clean
 
 setup: $(STAMP)
 
@@ -32,10 +32,15 @@ test: setup
 # the rest of the matrix (CI runs it after `make test`): every zoo model's ONNX, float32
 # gradient and determinism checks, VGG-13/16/19 in full, every recipe, both fault chains
 test-slow: setup
-	$(PY) -m pytest $(PARALLEL) -m slow
+	$(PY) -m pytest $(PARALLEL) -m "slow and not full_size"
+
+# the timm families at their paper sizes, one case at a time (a ViT-B/16's pipeline peaks at 20 GB)
+test-full-size: setup
+	$(PY) -m pytest -m full_size
 
 test-all: setup
-	$(PY) -m pytest $(PARALLEL) -m "slow or not slow"
+	$(PY) -m pytest $(PARALLEL) -m "(slow or not slow) and not full_size"
+	$(PY) -m pytest -m full_size
 
 test-unit: setup
 	$(PY) -m pytest tests

@@ -43,6 +43,7 @@ class ParityCase:
     reference: str = frameworks.REFERENCE
     allow_square_input: bool = False  # only where the architecture fixes a square input
     slow: bool = False  # the full pipeline runs in the slow suite only (`make test-slow`)
+    full_size: bool = False  # a paper-size timm model: `make test-full-size` only, one case at a time
     # check -> why it is known to fail (the tests mark it xfail(strict): it must keep failing)
     known_failures: dict = field(default_factory=dict)
     # the model's inputs, when not one image of input_shape: InputSpec entries (made from the

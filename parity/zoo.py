@@ -89,15 +89,15 @@ CASES: dict[str, ParityCase] = {
                    config={"num_classes": 7, "head": "global"}, input_shape=(2, 3, 64, 96), **MEDIANET_TOLERANCES),
         # MedMNIST+'s timm families: each at a small config in every suite (odd maps through the
         # stride-2 convs: 40x72 -> 20x36 ... 2x3, so the symmetric padding meets odd sizes) and at
-        # its paper size in the slow one.  B0 at 0.25 width / 0.5 depth keeps two blocks per stage.
+        # its paper size in the full-size tier (`make test-full-size`).  B0 at 0.25 width / 0.5 depth keeps two blocks per stage.
         ParityCase("efficientnet_small", "efficientnet_b0", ZOO_FACTORIES,
                    config={"channel_multiplier": 0.25, "depth_multiplier": 0.5, "num_classes": 7},
                    input_shape=(2, 3, 40, 72), **DEEP),
         ParityCase("efficientnet_b4", "efficientnet_b4", ZOO_FACTORIES, config={"num_classes": 9},
-                   input_shape=(2, 3, 224, 224), allow_square_input=True, slow=True, **DEEP),
+                   input_shape=(2, 3, 224, 224), allow_square_input=True, slow=True, full_size=True, **DEEP),
         # The ViT-B/16s and EVA-02 at 4x6 patches of 8 px, width 32, two blocks (augreg, DINO, CLIP,
         # EVA-02: their semantics differ in norms, biases, pooling and RoPE, not in depth); each at
-        # 224 in the slow tier.  A worker above 2 GB is restarted between cases (TWINFRAME_RECYCLE_GB).
+        # 224 in the full-size tier.  A worker above 2 GB is restarted between cases (TWINFRAME_RECYCLE_GB).
         *(ParityCase(case, model, ZOO_FACTORIES,
                      config={"img_size": (32, 48), "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2,
                              "num_classes": 7},
@@ -106,7 +106,7 @@ CASES: dict[str, ParityCase] = {
                               ("vit_clip_small", "vit_base_patch16_clip_224"),
                               ("eva02_small", "eva02_base_patch16_clip_224"))),
         *(ParityCase(model, model, ZOO_FACTORIES, config={"num_classes": 9}, input_shape=(2, 3, 224, 224),
-                     allow_square_input=True, slow=True, **DEEP)
+                     allow_square_input=True, slow=True, full_size=True, **DEEP)
           for model in ("vit_base_patch16_224", "vit_base_patch16_224.dino", "vit_base_patch16_clip_224",
                         "eva02_base_patch16_clip_224")),
         # SAM's encoder made for 64 px, fed 40x56: a 5x7 grid, windows of 3 padded to 6x9, pos_embed
@@ -118,7 +118,7 @@ CASES: dict[str, ParityCase] = {
                    input_shape=(2, 3, 40, 56), **DEEP),
         ParityCase("samvit_base_patch16", "samvit_base_patch16", ZOO_FACTORIES,
                    config={"input_size": (224, 224), "num_classes": 9}, input_shape=(2, 3, 224, 224),
-                   allow_square_input=True, slow=True, **DEEP),
+                   allow_square_input=True, slow=True, full_size=True, **DEEP),
     )
 }
 
@@ -126,9 +126,9 @@ CASES: dict[str, ParityCase] = {
 # The cases whose full pipeline (ONNX, float32 gradients, determinism) `make test` runs; every
 # case's contract, layer-wise and float64 checks run there too, the rest in `make test-slow`.
 # ResNet-18: the torchvision family, cross-entropy; the AECNN autoencoder: PixelShuffle, ELU, mse;
-# each timm family of MedMNIST+ at its small configuration.
+# each timm family of MedMNIST+ at its small configuration (the DINO and CLIP ViTs: the slow tier).
 EVERY_SUITE_PIPELINES = ("resnet18", "aecnn_autoencoder", "efficientnet_small", "samvit_small", "vit_small",
-                         "vit_dino_small", "vit_clip_small", "eva02_small")
+                         "eva02_small")
 
 
 def get_case(name: str) -> ParityCase:

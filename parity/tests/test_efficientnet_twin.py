@@ -153,6 +153,7 @@ def _check(twin_workers, name: str, config: dict, input_shape: tuple) -> api.Twi
     return result
 
 
+@pytest.mark.slow  # the zoo's small case runs the same checks in every suite
 def test_small_efficientnet_is_twins(twin_workers):
     result = _check(twin_workers, "efficientnet_b0", SMALL, SMALL_INPUT)
     compared = result.coverage["compared"]

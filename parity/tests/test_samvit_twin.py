@@ -133,6 +133,7 @@ def test_matrices_reproduce_torch_interpolate_in_float64():
 
 # -- the twins -------------------------------------------------------------------------------
 
+@pytest.mark.slow  # the zoo's small case runs the same checks in every suite
 def test_small_twins_pass_every_check(twin_workers, tmp_path):
     result = api.check_twins(**FACTORIES, name=NAME, config=SMALL, input_shape=SMALL_SHAPE, onnx=True,
                              determinism=False, runners=twin_workers, report=tmp_path / "r.json", **DEEP)

@@ -214,12 +214,14 @@ COMPARED = {"vit_base_patch16_224": 5 + 2 * 10, "vit_base_patch16_224.dino": 5 +
             "vit_base_patch16_clip_224": 6 + 2 * 10, EVA: 5 + 2 * 15}
 
 
+@pytest.mark.slow  # the zoo's small case runs the same checks in every suite
 @pytest.mark.parametrize("name", NAMES)
 def test_small_twins(twin_workers, name):
     result = _check(twin_workers, name, SMALL, SMALL_INPUT)
     assert result.coverage["compared"] == COMPARED[name]
 
 
+@pytest.mark.slow  # options no MedMNIST+ model uses
 @pytest.mark.parametrize("name, variant", [
     ("vit_base_patch16_224", {"class_token": False, "global_pool": "avg", "qkv_bias": False}),  # fc_norm, no norm
     (EVA, {"global_pool": "avg", "pre_norm": True, "rope_ref_grid": None}),  # fc_norm, norm_pre, unscaled RoPE grid

@@ -16,8 +16,11 @@ from parity.checks import (check_contract, check_determinism, check_float64, che
 from canon.weights import load_canonical
 
 
-@pytest.fixture(scope="module", params=[
-    pytest.param(name, marks=pytest.mark.slow) if case.slow else name for name, case in sorted(zoo.CASES.items())])
+def _marks(case) -> list:
+    return [pytest.mark.full_size] if case.full_size else [pytest.mark.slow] if case.slow else []
+
+
+@pytest.fixture(scope="module", params=[pytest.param(name, marks=_marks(case)) for name, case in sorted(zoo.CASES.items())])
 def twin(request, twin_for):
     yield twin_for(request.param)
     twin_for.release(request.param)  # one case's models at a time: VGG's alone take gigabytes
@@ -32,7 +35,7 @@ def judged(result, parity_report, twin):
     return result
 
 
-@pytest.mark.parametrize("name", sorted(name for name, case in zoo.CASES.items() if case.slow))
+@pytest.mark.parametrize("name", sorted(name for name, case in zoo.CASES.items() if case.slow and not case.full_size))
 def test_slow_cases_contract_and_layers_in_every_suite(twin_for, parity_report, name):
     """What the fast suite still checks of a slow case: the contract and every layer's output."""
     twin = twin_for(name)
