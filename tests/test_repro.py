@@ -153,7 +153,7 @@ def test_knn_procedure_trains_nothing_votes_and_scores_auc_from_the_votes(tmp_pa
     assert knn["quirk"] == {**knn["sound"], "val_auc": 0.0, "test_auc": 0.0}  # the seed code's 0, the same votes
 
 
-@pytest.mark.parametrize("framework", ["torch", "tf"])
+@pytest.mark.parametrize("framework", ["torch", pytest.param("tf", marks=pytest.mark.slow)])
 def test_linear_probing_keeps_the_frozen_network_in_eval_mode_unless_the_quirk_is_asked(tmp_path, framework):
     from canon.weights import load_canonical
 
