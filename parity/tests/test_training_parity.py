@@ -107,16 +107,22 @@ SMALL = {
                             "window_size": 3, "global_attn_indexes": [1, 3], "neck_channels": 16},
 }
 # `make test` trains two: the ViT (a subclassed Keras model) and SAM (whose gathers give TF sparse
-# gradients); the rest run in the slow tier (VGG-16 and AlexNet hold gigabytes of float64 weights
-# and optimizer state).  Every family's semantics are proved layer by layer in every suite.
+# gradients); the rest run in the slow tier, but VGG-16 and AlexNet (138 M and 61 M parameters:
+# gigabytes of float64 weights and optimizer state in each of two processes) in the full-size tier,
+# one at a time.  Every family's semantics are proved layer by layer in every suite.
 EVERY_SUITE = ("vit_base_patch16_224", "samvit_base_patch16")
+FULL_SIZE = ("vgg16", "alexnet")
+
+
+def _tier(model: str):
+    marks = [] if model in EVERY_SUITE else [pytest.mark.full_size] if model in FULL_SIZE else [pytest.mark.slow]
+    return pytest.param(model, marks=marks)
 ARCHITECTURES = {
     "vgg16": {}, "alexnet": {}, "resnet18": {}, "densenet121": {"block_config": [2, 2, 2, 2]}, **SMALL,
 }
 
 
-@pytest.mark.parametrize("model", [m if m in EVERY_SUITE else pytest.param(m, marks=pytest.mark.slow)
-                                   for m in ARCHITECTURES])
+@pytest.mark.parametrize("model", [_tier(m) for m in ARCHITECTURES])
 def test_every_medmnist_plus_architecture_trains_the_same_trajectory(model, data, tmp_path):
     size = ["--input-size", "224"] if model == "alexnet" else ["--input-size", "32"]  # AlexNet's 6x6 flatten
     args = ["--recipe", "medmnist_plus", "--model", model, "--model-config", json.dumps(ARCHITECTURES[model]),
