@@ -127,6 +127,11 @@ def window_padding(size: int, window: int) -> int:
     return (window - size % window) % window
 
 
+def padded_grid(grid: tuple[int, int], window: int) -> tuple[int, int]:
+    """The (H, W) grid padded to whole windows, as the window partition sees it."""
+    return tuple(g + window_padding(g, window) for g in grid)
+
+
 def parameter_count(config: SamViTConfig) -> int:
     """Parameters of the encoder (head.fc included when num_classes > 0); 89,670,912 for ViT-B."""
     c, gh, gw, p = config.embed_dim, *config.pretrain_grid, config.patch_size

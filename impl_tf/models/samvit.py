@@ -18,8 +18,8 @@ import tensorflow as tf
 from keras import ops
 
 from canon.models.samvit import (
-    BlockPlan, SamViTConfig, attention_scale, block_plan, pos_embed_matrices, rel_pos_index, rel_pos_matrix,
-    window_padding,
+    BlockPlan, SamViTConfig, attention_scale, block_plan, padded_grid, pos_embed_matrices, rel_pos_index,
+    rel_pos_matrix,
 )
 from impl_tf import initializers as init
 from impl_tf.layers import PaddedConv2D
@@ -162,7 +162,7 @@ class WindowPartition(keras.layers.Layer):
     def __init__(self, window: int, grid: tuple[int, int], **kwargs):
         super().__init__(**kwargs)
         self.window, self.grid = window, tuple(grid)
-        self.padded = tuple(g + window_padding(g, window) for g in grid)
+        self.padded = padded_grid(grid, window)
 
     def call(self, x):
         ws, (hp, wp), c = self.window, self.padded, x.shape[-1]
@@ -179,7 +179,7 @@ class WindowUnpartition(keras.layers.Layer):
     def __init__(self, window: int, grid: tuple[int, int], **kwargs):
         super().__init__(**kwargs)
         self.window, self.grid = window, tuple(grid)
-        self.padded = tuple(g + window_padding(g, window) for g in grid)
+        self.padded = padded_grid(grid, window)
 
     def call(self, windows):
         ws, (hp, wp), (h, w), c = self.window, self.padded, self.grid, windows.shape[-1]

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from canon.models.samvit import (
-    BlockPlan, SamViTConfig, attention_scale, block_plan, pos_embed_matrices, rel_pos_index, rel_pos_matrix,
-    window_padding,
+    BlockPlan, SamViTConfig, attention_scale, block_plan, padded_grid, pos_embed_matrices, rel_pos_index,
+    rel_pos_matrix,
 )
 from impl_torch.layers import Add
 from impl_torch.registry import register_family
@@ -135,7 +135,7 @@ class WindowPartition(nn.Module):
     def __init__(self, window: int, grid: tuple[int, int]):
         super().__init__()
         self.window, self.grid = window, grid
-        self.padded = tuple(g + window_padding(g, window) for g in grid)
+        self.padded = padded_grid(grid, window)
 
     def forward(self, x):
         ws, (hp, wp) = self.window, self.padded
@@ -150,7 +150,7 @@ class WindowUnpartition(nn.Module):
     def __init__(self, window: int, grid: tuple[int, int]):
         super().__init__()
         self.window, self.grid = window, grid
-        self.padded = tuple(g + window_padding(g, window) for g in grid)
+        self.padded = padded_grid(grid, window)
 
     def forward(self, windows):
         ws, (hp, wp), (h, w) = self.window, self.padded, self.grid

@@ -7,17 +7,15 @@ sorted ``"key (shape)"`` lines (num_batches_tracked aside), taken from timm itse
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 import pytest
 
-from parity import api, zoo
+from parity.tests.timm_twins import KERAS, TORCH, check_pair, layout_digest
 from canon.errors import ConfigError
 from canon.models import resolve
 from canon.models.efficientnet import B0_STAGES, StageSpec, block_plan, head_channels, make_divisible, stem_channels
 
-TORCH, KERAS = "impl_torch.registry:create_model", "impl_tf.registry:create_model"
 # depth 0.5 gives two-block stages (the IR skip); 40x72 gives odd maps (5x9 -> 3x5 -> 2x3) at stride 2
 SMALL = dict(channel_multiplier=0.25, depth_multiplier=0.5, num_classes=7)
 SMALL_INPUT = (2, 3, 40, 72)
@@ -39,11 +37,6 @@ def _decode(block_string: str) -> StageSpec:
     values = dict(re.fullmatch(r"([a-z]+)([\d.]+)", option).groups() for option in options)  # "se0.25" -> se: 0.25
     return StageSpec(block, int(values["r"]), int(values["k"]), int(values["s"]), int(values["e"]), int(values["c"]),
                      float(values["se"]))
-
-
-def _digest(shapes: dict) -> str:
-    text = "\n".join(f"{name} {tuple(int(d) for d in shape)}" for name, shape in sorted(shapes.items()))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _parameters(config) -> int:
@@ -131,7 +124,7 @@ def test_state_dict_is_timms(torch_runner, tf_runner, name):
     for runner in (torch_runner, tf_runner):
         model = runner.build(TORCH if runner is torch_runner else KERAS, name)
         try:
-            assert (len(model.weights), _digest(model.weights)) == (keys, digest), runner.framework
+            assert (len(model.weights), layout_digest(model.weights)) == (keys, digest), runner.framework
             assert model.parameters == TIMM_PARAMETERS[name], runner.framework  # trainable: BN statistics aside
         finally:
             runner.free(model)
@@ -139,22 +132,8 @@ def test_state_dict_is_timms(torch_runner, tf_runner, name):
 
 # -- the pair --------------------------------------------------------------------------------
 
-def _check(twin_workers, name: str, config: dict, input_shape: tuple) -> api.TwinResult:
-    result = api.check_twins(TORCH, KERAS, name=name, config=config, input_shape=input_shape, onnx=True,
-                             determinism=False, runners=twin_workers, **zoo.DEEP)
-    assert result.passed, str(result)
-    assert {r.check for r in result.results} >= {"contract", "transfer", "layerwise_propagated", "layerwise_isolated",
-                                                 "layerwise_float64", "gradients_float64", "gradients", "onnx"}
-    # At timm's fresh init (BN the identity in eval mode) activations shrink about 4x a block (SiLU,
-    # the SE gate near 0.5): the logits are ~1e-4, where the float64 atol (1e-7) is loose.  Relative
-    # to each tensor's scale, float64 must agree to round-off.
-    rows = result.result("layerwise_float64").to_dict()["layers"]
-    assert max(row["scale_rel"] for row in rows) < 1e-12, max(rows, key=lambda row: row["scale_rel"])
-    return result
-
-
 @pytest.mark.slow  # the zoo's small case runs the same checks in every suite
 def test_small_efficientnet_is_twins(twin_workers):
-    result = _check(twin_workers, "efficientnet_b0", SMALL, SMALL_INPUT)
+    result = check_pair(twin_workers, "efficientnet_b0", SMALL, SMALL_INPUT)
     compared = result.coverage["compared"]
     assert compared == 150  # every conv, BN, activation (bn*.act, se.act1, se.gate), SE pool and product, add

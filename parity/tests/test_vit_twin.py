@@ -9,18 +9,16 @@ model is built with ``num_classes=1000`` (timm's own default for that tag is 0: 
 
 from __future__ import annotations
 
-import hashlib
 
 import numpy as np
 import pytest
 
-from parity import api, zoo
+from parity.tests.timm_twins import KERAS, TORCH, check_pair, layout_digest
 from canon.errors import ConfigError
 from canon.models import IMAGENET, INCEPTION, OPENAI_CLIP, mean_std, resolve
 from canon.models.eva import rope_angles, rope_table
 from canon.models.vit import grid_size, has_patch_bias, head_dim, mlp_hidden, num_tokens, uses_fc_norm
 
-TORCH, KERAS = "impl_torch.registry:create_model", "impl_tf.registry:create_model"
 VIT_NAMES = ("vit_base_patch16_224", "vit_base_patch16_224.dino", "vit_base_patch16_clip_224")
 EVA = "eva02_base_patch16_clip_224"
 NAMES = (*VIT_NAMES, EVA)
@@ -50,11 +48,6 @@ TIMM_ROPE = {
                                 (23, 15, "0x1.b4e4ccp-7", True), (8, 10, "0x1.044ddep-1", True),
                                 (2, 26, "0x1.b8e458p-1", False), (3, 28, "0x1.fe5ccap-1", False)]),
 }
-
-
-def _digest(shapes: dict) -> str:
-    text = "\n".join(f"{name} {tuple(int(d) for d in shape)}" for name, shape in sorted(shapes.items()))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _parameters(config) -> int:
@@ -176,7 +169,7 @@ def _assert_timms(runners, name: str, config: dict, expected: tuple) -> None:
     for factory, runner in ((TORCH, runners["torch"]), (KERAS, runners["tf"])):
         model = runner.build(factory, name, config)
         try:
-            assert (len(model.weights), _digest(model.weights)) == (entries, digest), runner.framework
+            assert (len(model.weights), layout_digest(model.weights)) == (entries, digest), runner.framework
             assert model.parameters == parameters, runner.framework
         finally:
             runner.free(model)
@@ -195,19 +188,6 @@ def test_full_state_dict_is_timms(runners, name):
 
 # -- the pairs -------------------------------------------------------------------------------
 
-def _check(twin_workers, name: str, config: dict, input_shape: tuple) -> api.TwinResult:
-    result = api.check_twins(TORCH, KERAS, name=name, config=config, input_shape=input_shape, onnx=True,
-                             determinism=False, runners=twin_workers, **zoo.DEEP)
-    assert result.passed, str(result)
-    assert {r.check for r in result.results} >= {"contract", "transfer", "layerwise_propagated", "layerwise_isolated",
-                                                 "layerwise_float64", "gradients_float64", "gradients", "onnx"}
-    rows = result.result("layerwise_float64").to_dict()["layers"]
-    assert max(row["scale_rel"] for row in rows) < 1e-12, max(rows, key=lambda row: row["scale_rel"])
-    failing = [entry for entry in result.coverage["not_compared"] if entry["fails"]]
-    assert not failing, failing
-    return result
-
-
 # per block: norm1, attn (+ qkv, proj | q/k/v_proj, norm, proj), norm2, mlp (+ fc1, act, fc2 | fc1_g,
 # fc1_x, act, norm, fc2), the block; besides: patch_embed (+ proj), pos_drop, [norm_pre], norm, head
 COMPARED = {"vit_base_patch16_224": 5 + 2 * 10, "vit_base_patch16_224.dino": 5 + 2 * 10,
@@ -217,7 +197,7 @@ COMPARED = {"vit_base_patch16_224": 5 + 2 * 10, "vit_base_patch16_224.dino": 5 +
 @pytest.mark.slow  # the zoo's small case runs the same checks in every suite
 @pytest.mark.parametrize("name", NAMES)
 def test_small_twins(twin_workers, name):
-    result = _check(twin_workers, name, SMALL, SMALL_INPUT)
+    result = check_pair(twin_workers, name, SMALL, SMALL_INPUT)
     assert result.coverage["compared"] == COMPARED[name]
 
 
@@ -227,4 +207,4 @@ def test_small_twins(twin_workers, name):
     (EVA, {"global_pool": "avg", "pre_norm": True, "rope_ref_grid": None}),  # fc_norm, norm_pre, unscaled RoPE grid
 ])
 def test_small_variants_are_twins(twin_workers, name, variant):
-    _check(twin_workers, name, {**SMALL, **variant}, SMALL_INPUT)
+    check_pair(twin_workers, name, {**SMALL, **variant}, SMALL_INPUT)
