@@ -23,16 +23,10 @@ from canon.models.samvit import (
 )
 from impl_tf import initializers as init
 from impl_tf.layers import PaddedConv2D
+from impl_tf.models.vit import constant
 from impl_tf.registry import register_family
 
 TABLE_INIT_STD = 0.02  # as the torch twin (timm zeros these; pretrained weights replace them)
-
-
-def _constant(array: np.ndarray, like):
-    """A NumPy constant in ``like``'s float dtype (integers as they are)."""
-    if array.dtype.kind == "f":
-        array = array.astype(keras.backend.standardize_dtype(like.dtype))
-    return ops.convert_to_tensor(array)
 
 
 def _dense(units: int, fan_in: int, name: str, use_bias: bool = True) -> keras.layers.Dense:
@@ -89,8 +83,8 @@ class PosEmbedAdd(keras.layers.Layer):
         table = ops.cast(self.table.variable, x.dtype)
         if self.matrices is not None:
             rows, cols = self.matrices
-            table = ops.einsum("hi,nijc->nhjc", _constant(rows, table), table)
-            table = ops.einsum("wj,nhjc->nhwc", _constant(cols, table), table)
+            table = ops.einsum("hi,nijc->nhjc", constant(rows, table), table)
+            table = ops.einsum("wj,nhjc->nhwc", constant(cols, table), table)
         return x + table
 
 
@@ -111,8 +105,8 @@ class Attend(keras.layers.Layer):
     def _relative(self, table, axis: int):
         """(size, size, head_dim): the table resampled to 2*size - 1 rows, read at q - k + size - 1."""
         if self.resample[axis] is not None:
-            table = ops.matmul(_constant(self.resample[axis], table), table)
-        return ops.take(table, _constant(self.index[axis], table), axis=0)
+            table = ops.matmul(constant(self.resample[axis], table), table)
+        return ops.take(table, constant(self.index[axis], table), axis=0)
 
     def _bias(self, q, rel_pos_h, rel_pos_w):
         h, w = self.size

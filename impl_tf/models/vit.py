@@ -33,9 +33,11 @@ def layer_norm(config, name: str) -> layers.LayerNormalization:
 
 def constant(value, like):
     """A Python number or NumPy table in ``like``'s dtype, rounded once from float64 (a Python
-    float given to TF goes through float32 first)."""
-    dtype = keras.backend.standardize_dtype(like.dtype)
-    return ops.convert_to_tensor(np.asarray(value, dtype=np.float64).astype(dtype))
+    float given to TF goes through float32 first); an integer table (an index) as it is."""
+    array = np.asarray(value)
+    if array.dtype.kind in "iub":
+        return ops.convert_to_tensor(array)
+    return ops.convert_to_tensor(array.astype(np.float64).astype(keras.backend.standardize_dtype(like.dtype)))
 
 
 def attend(q, k, v, scale: float):
