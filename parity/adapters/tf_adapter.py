@@ -8,6 +8,7 @@ layer kind rules (``parity.mappings``) or the case declares for a model input.
 
 from __future__ import annotations
 
+import inspect
 import os
 import platform
 import random
@@ -150,10 +151,12 @@ def _loss(kind: str, output, target):
 
 # -- ONNX ----------------------------------------------------------------------
 
-# Above this many elements in one weight, tf2onnx's constant handling is the bottleneck
-# (VGG's 25088x4096 Dense alone: 75 s and 15 GB); below it, constants are the faster path
-# (MeDiANet's ~1000 small tensors export twice as fast as constants than as arguments).
+# Above this many elements in one weight, or in all of them, tf2onnx's constant handling is the
+# bottleneck (VGG's 25088x4096 Dense alone: 75 s and 15 GB; ViT-B/16's 86 M parameters in 150
+# tensors: 16 GB); below it, constants are the faster path (MeDiANet's ~1000 small tensors export
+# twice as fast as constants than as arguments).
 LARGE_WEIGHT = 1 << 24
+LARGE_MODEL = 1 << 25
 
 
 def _keras_side(tensors: list, conversions: list[str]) -> list:
@@ -211,11 +214,14 @@ def _trace_weights_as_arguments(built: _Built, specs: list, opset: int):
     signature = list(specs) + [tf.TensorSpec(v.shape, v.dtype, name=name) for v, name in zip(variables, names)]
     count = len(specs)
 
+    # stateless_call hands its keywords to call(): a subclassed model's call may have no `training`
+    mode = {"training": False} if "training" in inspect.signature(net.call).parameters else {}
+
     @tf.function(input_signature=signature)
     def canonical_call(*args):
         weights = args[count:]
         outputs, _ = net.stateless_call(list(weights[:trainable]), list(weights[trainable:]),
-                                        _single(_keras_side(list(args[:count]), built.input_conversions)), training=False)
+                                        _single(_keras_side(list(args[:count]), built.input_conversions)), **mode)
         return _canonical_side(outputs, built.output_conversions)
 
     proto, _ = tf2onnx.convert.from_function(canonical_call, input_signature=signature, opset=opset,
@@ -493,8 +499,9 @@ class TfAdapter(Adapter):
         The graph takes and returns the canonical layout (NCHW images; transposes inside the
         graph), so both frameworks' ONNX files are called the same way.  ``inputs`` (shape and
         dtype each) replaces ``input_shape`` for a model of several or integer inputs.  Models
-        with a weight over ``LARGE_WEIGHT`` elements are traced with their weights as arguments,
-        which become ONNX initializers afterwards; the others with their weights as constants.
+        with a weight over ``LARGE_WEIGHT`` elements (or over ``LARGE_MODEL`` in all) are traced
+        with their weights as arguments, which become ONNX initializers afterwards; the others
+        with their weights as constants.
         """
         import onnx
         import tf2onnx
@@ -508,7 +515,8 @@ class TfAdapter(Adapter):
         if not built.output_conversions:  # the outputs' layouts come from one recorded pass
             zeros = [np.zeros(tuple(spec["shape"]), dtype=spec.get("dtype", "float32")) for spec in inputs]
             built.call(km.to_keras_inputs(zeros, built.input_conversions, built.dtype))
-        as_arguments = max(int(np.prod(v.shape)) for v in built.net.weights) > LARGE_WEIGHT
+        sizes = [int(np.prod(v.shape)) for v in built.net.weights]
+        as_arguments = max(sizes) > LARGE_WEIGHT or sum(sizes) > LARGE_MODEL
         trace = _trace_weights_as_arguments if as_arguments else _trace_weights_as_constants
         proto = trace(built, specs, opset)
         checked = {}
