@@ -30,17 +30,17 @@ test: setup
 	$(PY) -m pytest $(PARALLEL)
 
 # the rest of the matrix (CI runs it after `make test`): every zoo model's ONNX, float32
-# gradient and determinism checks, VGG-13/16/19 in full, every recipe, both fault chains
+# gradient and determinism checks, VGG-13/16/19 in full, every recipe, both fault chains; then
+# the paper-size timm models and the float64 VGG-16/AlexNet trajectories, one at a time
 test-slow: setup
 	$(PY) -m pytest $(PARALLEL) -m "slow and not full_size"
+	$(PY) -m pytest -m full_size
 
-# the timm families at their paper sizes, one case at a time (a ViT-B/16's pipeline peaks at 20 GB)
+# the paper-size part of test-slow alone (all processes together peak at about 15 GB)
 test-full-size: setup
 	$(PY) -m pytest -m full_size
 
-test-all: setup
-	$(PY) -m pytest $(PARALLEL) -m "(slow or not slow) and not full_size"
-	$(PY) -m pytest -m full_size
+test-all: test test-slow
 
 test-unit: setup
 	$(PY) -m pytest tests
