@@ -64,3 +64,28 @@ LOSSES = {
 AECNN_JOINT_WEIGHTS = (0.9, 0.1)
 TRAINING_LOSSES = ("cross_entropy", "bce_logits", "bce_dice", "mse", "aecnn_joint")  # what a recipe may name
 OUTPUT_LOSSES = ("cross_entropy", "bce_logits", "bce", "mse")  # per model output, in a gradient check
+
+
+# Data parallelism: every replica (a process, or one device of a process) trains a fixed,
+# contiguous shard of each global batch, so N replicas see exactly the samples one process sees.
+# Each replica's loss is the mean over its shard; the engine averages the replicas' gradients
+# (sum / N), so a shard's loss is weighted by shard / batch * N: that average is then the
+# gradient of the whole batch's mean loss, unequal shards included.  The Dice term of
+# "bce_dice" is not a per-sample mean: under N replicas it is each shard's own.
+MIN_SHARD = 2  # a BatchNorm shard of one sample is an error in torch and zero variance in Keras
+
+
+def shard_rows(batch: int, replicas: int, replica: int) -> slice:
+    """The rows of a global batch of ``batch`` samples that ``replica`` (0-based) of ``replicas``
+    trains: numpy.array_split's contiguous split, the first ``batch % replicas`` one row longer."""
+    if not 0 <= replica < replicas:
+        raise ValueError(f"replica {replica} is not one of 0..{replicas - 1}")
+    small, extra = divmod(batch, replicas)
+    start = replica * small + min(replica, extra)
+    return slice(start, start + small + (replica < extra))
+
+
+def shard_loss_weight(batch: int, replicas: int, replica: int) -> float:
+    """The factor of ``replica``'s mean shard loss (1.0 for one replica)."""
+    rows = shard_rows(batch, replicas, replica)
+    return (rows.stop - rows.start) * replicas / batch

@@ -13,7 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from canon.training import AECNN_JOINT_WEIGHTS, PRECISIONS, OptimizerSpec, adam_step_scalars, float_dtype
+from canon.training import (AECNN_JOINT_WEIGHTS, PRECISIONS, OptimizerSpec, adam_step_scalars, float_dtype,
+                            shard_loss_weight, shard_rows)
 
 DICE_SMOOTH = 1e-6
 MIXED_POLICY = "mixed_bfloat16"  # Keras' policy for precision "bfloat16": float32 variables, bfloat16 compute
@@ -93,11 +94,12 @@ def _nchw(x: np.ndarray) -> np.ndarray:
 class Trainer:
     """Adam(W) steps on ``net``.  ``head_only``: linear probing, only the classifier trains and
     the frozen network stays in inference mode (BN statistics fixed, dropout off), unless
-    ``frozen_train_mode`` (the MedMNIST+ code's quirk) runs it in training mode."""
+    ``frozen_train_mode`` (the MedMNIST+ code's quirk) runs it in training mode.  ``engine``
+    (impl_tf/distributed.py): each replica trains its shard of every batch under its strategy."""
 
     def __init__(self, net: keras.Model, optimizer: OptimizerSpec, loss: str, label_smoothing: float = 0.0,
                  head_only: bool = False, precision: str = "float32", dropout: bool = True,
-                 frozen_train_mode: bool = False):
+                 frozen_train_mode: bool = False, engine=None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         compute = {"bfloat16": "bfloat16", "float64": "float64"}.get(precision, "float32")
@@ -114,9 +116,16 @@ class Trainer:
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.params]
         self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.params]
         self.step_count = 0
+        self.engine = engine if engine is not None and engine.size > 1 else None
+        self._state_stale = False
+        if self.engine is not None:  # rank 0's starting weights everywhere, as DDP does when it wraps a model
+            self.engine.sync_state(list(net.variables))
         # traced once per input shape: eager Keras is several times slower per step
         self._gradients = tf.function(self._loss_and_gradients, reduce_retracing=True)
         self._update = tf.function(self._apply_adam, reduce_retracing=True)
+        self._replicated_gradients = tf.function(
+            lambda x, y, weight, share: self.engine.run(self._shard_loss_and_gradients, (x, y, weight, share)),
+            reduce_retracing=True)
 
     def _forward(self, x, training: bool):
         """The model's output(s) in the loss dtype (float32 under mixed bfloat16)."""
@@ -138,8 +147,38 @@ class Trainer:
         # is written for dense gradients, as torch's are
         return value, [tf.convert_to_tensor(g) for g in tape.gradient(value, self.params)]
 
+    def _shard_loss_and_gradients(self, x, y, weight, share):
+        """On one replica: its shard's loss weighted so that the average over the replicas is the
+        whole batch's gradient (canon.training.shard_loss_weight), averaged by the strategy's
+        all-reduce; the whole batch's loss is the sum of the shares."""
+        context = tf.distribute.get_replica_context()
+        with tf.GradientTape() as tape:
+            data = loss_value(self.loss, self._forward(x, self.training_mode), y, x, self.label_smoothing)
+            penalty = tf.add_n(self.net.losses) if self.net.losses else tf.zeros((), data.dtype)
+            value = data * weight + penalty
+        grads = [tf.convert_to_tensor(g) for g in tape.gradient(value, self.params)]
+        grads = context.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, data * share) + penalty, grads
+
+    def _shards(self, x: np.ndarray, y: np.ndarray):
+        """This process's replicas' shards of the global batch, their loss weights and shares."""
+        engine, batch = self.engine, len(x)
+
+        def shard(replica):
+            rows = shard_rows(batch, engine.size, replica)
+            return (self._batch(x[rows]), self._batch(y[rows]),
+                    tf.constant(shard_loss_weight(batch, engine.size, replica), self.dtype),
+                    tf.constant((rows.stop - rows.start) / batch, self.dtype))
+
+        return engine.per_replica(shard)
+
     def train_step(self, x: np.ndarray, y: np.ndarray, lr: float, clip_norm: float | None = None) -> float:
-        value, grads = self._gradients(self._batch(x), self._batch(y))
+        """One step on the global batch ``x, y`` (under a strategy: each replica's shard of it)."""
+        if self.engine is not None:
+            value, grads = self.engine.local(self._replicated_gradients(*self._shards(x, y)))  # all hold the same
+            self._state_stale = True
+        else:
+            value, grads = self._gradients(self._batch(x), self._batch(y))
         if clip_norm is not None:
             grads = clip_by_global_norm(grads, clip_norm)
         self._adam(grads, lr)
@@ -166,8 +205,17 @@ class Trainer:
             else:
                 p.assign_sub(step_size * m / (tf.sqrt(v) / root_correction + s.eps))
 
+    def _sync(self) -> None:
+        """Under a strategy, replica 0's BatchNorm statistics on every replica once training steps
+        changed them: every process then evaluates (and decides to stop) alike."""
+        if self._state_stale:
+            self.engine.sync_state([v for v in self.net.non_trainable_variables
+                                    if "float" in str(v.dtype) and "seed_generator" not in v.path])
+            self._state_stale = False
+
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
         """The prediction (inference mode) and the batch's loss without penalties."""
+        self._sync()
         inputs = self._batch(x)
         outputs = self._forward(inputs, False)
         loss = loss_value(self.loss, outputs, self._batch(y), inputs, self.label_smoothing)
@@ -176,6 +224,7 @@ class Trainer:
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Pre-logit embedding: the input of the classifier, caught as the model runs (a
         subclassed model has no graph to cut at the classifier; torch's twin uses a hook)."""
+        self._sync()
         head, seen = last_dense(self.net), []
         call = head.call
         head.call = lambda inputs, *args, **kwargs: (seen.append(inputs), call(inputs, *args, **kwargs))[1]
@@ -187,6 +236,8 @@ class Trainer:
 
     # -- resume state: optimizer moments, step count and the RNG ------------------------
     def optimizer_state(self) -> dict[str, np.ndarray]:
+        """Keras' seed states advance alike on every replica: one copy is every replica's."""
+        self._sync()
         state = {f"m.{i}": m.numpy().copy() for i, m in enumerate(self.m)}
         state.update({f"v.{i}": v.numpy().copy() for i, v in enumerate(self.v)})
         state["step_count"] = np.asarray(self.step_count, np.int64)

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from canon.training import AECNN_JOINT_WEIGHTS, PRECISIONS, OptimizerSpec, adam_step_scalars, float_dtype
+from canon.training import (AECNN_JOINT_WEIGHTS, PRECISIONS, OptimizerSpec, adam_step_scalars, float_dtype,
+                            shard_loss_weight, shard_rows)
 
 DICE_SMOOTH = 1e-6
 # bfloat16 is autocast inside the step: the model is built, and exported to ONNX, in float32
@@ -73,11 +74,12 @@ def last_linear(net: torch.nn.Module) -> torch.nn.Linear:
 class Trainer:
     """Adam(W) steps on ``net``.  ``head_only``: linear probing, only the classifier trains and
     the frozen network stays in eval mode (BN statistics fixed, dropout off), unless
-    ``frozen_train_mode`` (the MedMNIST+ code's quirk) runs it in train mode."""
+    ``frozen_train_mode`` (the MedMNIST+ code's quirk) runs it in train mode.  ``engine``
+    (impl_torch/distributed.py): this rank trains its shard of every batch under DDP."""
 
     def __init__(self, net: torch.nn.Module, optimizer: OptimizerSpec, loss: str, label_smoothing: float = 0.0,
                  head_only: bool = False, precision: str = "float32", dropout: bool = True,
-                 frozen_train_mode: bool = False):
+                 frozen_train_mode: bool = False, engine=None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.net, self.spec, self.loss, self.label_smoothing = net, optimizer, loss, label_smoothing
@@ -91,11 +93,16 @@ class Trainer:
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
         self.step_count = 0
+        self.engine, self.ddp, self._state_stale = engine, None, False
+        if engine is not None and engine.size > 1:
+            for p in net.parameters():  # DDP reduces the gradient of every parameter that asks for one
+                p.requires_grad_(any(p is q for q in self.params))
+            self.ddp = engine.wrap(net)
 
-    def _forward(self, x: torch.Tensor):
+    def _forward(self, x: torch.Tensor, net=None):
         """The model's output(s) in the loss dtype (float32 under bfloat16 autocast)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
-            outputs = self.net(x)
+            outputs = (net or self.net)(x)
         return tuple(o.to(self.dtype) for o in outputs) if isinstance(outputs, (tuple, list)) else outputs.to(self.dtype)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -105,17 +112,42 @@ class Trainer:
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         value = loss_value(self.loss, self._forward(x), y, x, self.label_smoothing)
+        return value + self._penalty()
+
+    def _penalty(self):
         penalty = getattr(self.net, "regularization_loss", None)
-        return value + penalty() if penalty is not None else value
+        return penalty() if penalty is not None else 0.0
 
     def train_step(self, x: np.ndarray, y: np.ndarray, lr: float, clip_norm: float | None = None) -> float:
+        """One step on the global batch ``x, y`` (under DDP: this rank's shard of it)."""
         self.net.train(self.training_mode)
-        value = self._loss(self._tensor(x), self._tensor(y))
-        grads = torch.autograd.grad(value, self.params)
+        if self.ddp is not None:
+            value, grads = self._shard_loss_and_gradients(x, y)
+        else:
+            value = self._loss(self._tensor(x), self._tensor(y))
+            grads = torch.autograd.grad(value, self.params)
+            value = float(value.detach())
         if clip_norm is not None:
             grads = clip_by_global_norm(grads, clip_norm)
         self._adam(grads, lr)
-        return float(value.detach())
+        return value
+
+    def _shard_loss_and_gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[float, list]:
+        """DDP: the shard's loss weighted so that DDP's average is the whole batch's gradient
+        (canon.training.shard_loss_weight); backward() lets DDP's hooks all-reduce the buckets.
+        Returns the whole batch's loss and the averaged gradients."""
+        engine, batch = self.engine, len(x)
+        rows = shard_rows(batch, engine.size, engine.rank)
+        xs, ys = self._tensor(x[rows]), self._tensor(y[rows])
+        data = loss_value(self.loss, self._forward(xs, self.ddp), ys, xs, self.label_smoothing)
+        penalty = self._penalty()
+        (data * shard_loss_weight(batch, engine.size, engine.rank) + penalty).backward()
+        grads = [p.grad for p in self.params]
+        for p in self.params:
+            p.grad = None
+        self._state_stale = True
+        share = (rows.stop - rows.start) / batch
+        return engine.sum(float(data.detach()) * share, self.dtype) + float(penalty), grads
 
     def _adam(self, grads, lr: float) -> None:
         """Scalars from spec (float64, the same for both twins); the update in the weights' dtype."""
@@ -135,9 +167,17 @@ class Trainer:
                 else:
                     p.sub_(step_size * m / (v.sqrt() / root_correction + s.eps))
 
+    def _sync(self) -> None:
+        """Under DDP, rank 0's BatchNorm statistics on every rank once training steps changed them:
+        every rank then evaluates (and decides to stop) alike."""
+        if self._state_stale:
+            self.engine.sync_state(self.net)
+            self._state_stale = False
+
     @torch.no_grad()
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
         """The prediction (eval mode) and the batch's loss without penalties."""
+        self._sync()
         self.net.eval()
         inputs = self._tensor(x)
         outputs = self._forward(inputs)
@@ -147,6 +187,7 @@ class Trainer:
     @torch.no_grad()
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Pre-logit embedding: the input of the classifier."""
+        self._sync()
         self.net.eval()
         seen = []
         hook = last_linear(self.net).register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0]))
@@ -158,10 +199,14 @@ class Trainer:
 
     # -- resume state: optimizer moments, step count and the RNG ------------------------
     def optimizer_state(self) -> dict[str, np.ndarray]:
+        """Under DDP every rank's RNG (its dropout draws depend on its shard's size)."""
+        self._sync()
         state = {f"m.{i}": m.cpu().numpy().copy() for i, m in enumerate(self.m)}
         state.update({f"v.{i}": v.cpu().numpy().copy() for i, v in enumerate(self.v)})
         state["step_count"] = np.asarray(self.step_count, np.int64)
         state["rng"] = torch.get_rng_state().numpy().copy()
+        if self.ddp is not None:
+            state.update({f"rng.{rank}": rng for rank, rng in enumerate(self.engine.gather(state["rng"]))})
         return state
 
     def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
@@ -169,7 +214,8 @@ class Trainer:
             m.copy_(self._tensor(state[f"m.{i}"]))
             v.copy_(self._tensor(state[f"v.{i}"]))
         self.step_count = int(state["step_count"])
-        torch.set_rng_state(torch.from_numpy(state["rng"]))
+        rng = state[f"rng.{self.engine.rank}"] if self.ddp is not None else state["rng"]
+        torch.set_rng_state(torch.from_numpy(rng))
 
 
 def clip_by_global_norm(grads, max_norm: float):

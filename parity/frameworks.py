@@ -20,10 +20,13 @@ class Framework:
     adapter: str  # "module:Class" of its parity.protocol.Adapter, imported only in this framework's process
     model_factory: str  # "package:function" building the zoo twins
     training: str  # the trainer module of training runs
+    distributed: str  # its data-parallel engine module (an Engine: rank, size, collectives)
+    launcher: str  # "module:function" that starts `run.py --nproc N`'s ranks and supervises them (repro/launch.py)
     native_suffix: str  # the suffix of its own checkpoint files (`python -m parity port`)
     modules: tuple[str, ...]  # top-level modules whose presence in sys.modules means it is loaded
     packages: tuple[str, ...]  # distributions whose versions a run record keeps
     environment: tuple[tuple[str, str], ...] = ()  # set before it is imported (a user's value wins)
+    replicas_per_process: bool = False  # its engine spreads one process over several devices (--replicas)
 
     # Loading either imports the framework: only in the one process that is to hold it.
     def load_adapter(self) -> Adapter:
@@ -37,10 +40,12 @@ FRAMEWORKS: dict[str, Framework] = {
     row.name: row
     for row in (
         Framework("torch", "PyTorch", "parity.adapters.torch_adapter:TorchAdapter", "impl_torch:create_model",
-                  "impl_torch.training", ".pth", modules=("torch",), packages=("torch",)),
+                  "impl_torch.training", "impl_torch.distributed", "impl_torch.distributed:launch", ".pth",
+                  modules=("torch",), packages=("torch",)),
         Framework("tf", "TensorFlow/Keras", "parity.adapters.tf_adapter:TfAdapter", "impl_tf:create_model",
-                  "impl_tf.training", ".weights.h5", modules=("tensorflow", "keras"),
-                  packages=("tensorflow", "keras"), environment=(("KERAS_BACKEND", "tensorflow"),)),
+                  "impl_tf.training", "impl_tf.distributed", "repro.launch:tf_config_workers", ".weights.h5",
+                  modules=("tensorflow", "keras"), packages=("tensorflow", "keras"),
+                  environment=(("KERAS_BACKEND", "tensorflow"),), replicas_per_process=True),
     )
 }
 # The reference side: parity transfers its weights to the others, port reads its checkpoints by

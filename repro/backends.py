@@ -8,6 +8,7 @@ files are the same canonical safetensors that parity compares.
 
 from __future__ import annotations
 
+import importlib
 import os
 
 from parity import frameworks
@@ -17,13 +18,31 @@ HANDLE = "run"
 
 
 class Backend:
-    def __init__(self, framework: str, threads: int = 1, device: str = "cpu", deterministic: bool = True):
+    """``distributed``: join the data-parallel run the launcher's environment describes (or, in
+    TensorFlow, spread ``replicas`` over this process's devices): its engine, from the framework's
+    ``distributed`` module, shards every step's batch.  Only rank 0 writes weights."""
+
+    def __init__(self, framework: str, threads: int = 1, device: str = "cpu", deterministic: bool = True,
+                 distributed: bool = False, replicas: int = 1, timeout_s: float = 300.0):
         row = frameworks.get(framework)
         for key, value in frameworks.process_environment(framework, deterministic).items():  # before its import
             os.environ.setdefault(key, value)
         self.framework, self.factory, self.precision = framework, row.model_factory, "float32"
         self.adapter, self.training = row.load_adapter(), row.load_training()  # this framework, this process only
         self.environment = self.adapter.setup(threads=threads, device=device, deterministic=deterministic)
+        self.engine = None
+        if distributed or replicas > 1:  # after the setup, before any model: the strategy's scope holds them
+            self.engine = importlib.import_module(row.distributed).Engine(device, timeout_s, replicas)
+            self.environment["distributed"] = self.engine.describe()
+        self.writes = self.engine is None or self.engine.rank == 0
+
+    def barrier(self) -> None:
+        if self.engine is not None:
+            self.engine.barrier()
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
 
     def build(self, model: str, config: dict, seed: int, precision: str = "float32") -> dict:
         """Seed everything (Python, NumPy, framework) and build the model in the dtype the
@@ -38,9 +57,13 @@ class Backend:
     def trainer(self, recipe: Recipe, dropout: bool = True):
         return self.training.Trainer(self.net, recipe.optimizer, recipe.loss, recipe.label_smoothing,
                                      head_only=recipe.procedure == "linear_probing", precision=self.precision,
-                                     dropout=dropout, frozen_train_mode="linear_probing_train_mode" in recipe.quirks)
+                                     dropout=dropout, frozen_train_mode="linear_probing_train_mode" in recipe.quirks,
+                                     engine=self.engine)
 
-    def save_weights(self, path: str, metadata: dict | None = None) -> str:
+    def save_weights(self, path: str, metadata: dict | None = None) -> str | None:
+        """The weights' digest; on a rank other than 0 nothing is written (None)."""
+        if not self.writes:
+            return None
         return self.adapter.save_weights(HANDLE, path, metadata)["digest"]
 
     def load_weights(self, path: str) -> None:

@@ -166,6 +166,7 @@ def train(trainer, backend, dataset, recipe: Recipe, record: RunRecord, state: L
         state.next_epoch, state.plateau = epoch + 1, asdict(plateau)
         state.metric_lines, state.stopped_early = record.metric_lines(), stop
         record.save_checkpoint(epoch, asdict(state), trainer.optimizer_state())  # this epoch's weights are its own
+        backend.barrier()  # data-parallel: no rank goes on before rank 0's checkpoint is on disk
         epochs.update(1)
         epochs.set_postfix({"val_loss": f"{val['loss']:.4f}", recipe.best: f"{monitored:.4f}"})
         done_now += 1

@@ -177,6 +177,15 @@ class RunRecord:
             raise ConfigError(f"--resume {record.dir}: the run is already complete")
         return record
 
+    @staticmethod
+    def recorded_settings(directory: str | os.PathLike) -> dict:
+        """The settings a run directory's manifest holds ({} where there is none to read: the
+        open that follows names what is wrong)."""
+        try:
+            return json.loads((Path(directory) / MANIFEST).read_text()).get("settings", {})
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return {}
+
     @classmethod
     def open_complete(cls, directory: str | os.PathLike, purpose: str) -> "RunRecord":
         """A finished run to read from (``purpose`` names the option that asked for it)."""
@@ -430,3 +439,35 @@ class RunRecord:
         for path in later:
             path.unlink()
         return removed + [p.relative_to(self.dir).as_posix() for p in later]
+
+
+class FollowerRecord(RunRecord):
+    """The record as a rank other than 0 of a data-parallel run holds it: it reads what rank 0
+    wrote (the manifest, the checkpoint to resume from) and writes nothing."""
+
+    def start(self, manifest: dict) -> "RunRecord":
+        return self
+
+    def write_manifest(self, manifest: dict) -> None:
+        pass
+
+    def complete(self, summary: dict) -> None:
+        pass
+
+    def log(self, entry: dict) -> None:
+        pass
+
+    def metric_lines(self) -> int:
+        return 0
+
+    def digest(self, path: Path) -> None:
+        return None
+
+    def save_array(self, name: str, array: np.ndarray) -> None:
+        pass
+
+    def save_checkpoint(self, epoch: int, loop_state: dict, optimizer_state: dict[str, np.ndarray]) -> None:
+        pass
+
+    def prepare_resume(self, checkpoint: Checkpoint) -> list[str]:
+        return []

@@ -6,6 +6,8 @@
     python repro/run.py --resume runs/torch-medianet-resnet18-digits-s153-r1
     python repro/run.py --framework torch --recipe aecnn --stage 3 --dataset medmnist --flag chestmnist \\
         --size 224 --data-dir ~/.medmnist --crop 196 --eval-resize 196 --init-from RUN1 --init-from RUN2
+    python repro/run.py --framework tf --nproc 2 --seed 153          # data-parallel, two processes
+    torchrun --nproc-per-node 2 repro/run.py --framework torch --out runs/ddp   # the same, by hand
 
 Each run writes a record directory (repro/record.py) under --runs-dir, or --out.  Options,
 data and model are checked before any framework is imported or any training starts.  Only
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import signal
 import sys
@@ -30,27 +33,29 @@ if str(ROOT) not in sys.path:  # `python repro/run.py` from a checkout
 
 from parity import frameworks  # noqa: E402
 from repro.init_weights import PARITY_INIT_FRAMEWORK  # noqa: E402
-from repro.record import RunRecord, git_state, package_versions, platform_info, sha256_file  # noqa: E402
+from repro.launch import COLLECTIVE_TIMEOUT_S, EXIT_RANK_FAILED, World, launch, world_from_environment  # noqa: E402
+from repro.record import FollowerRecord, RunRecord, git_state, package_versions, platform_info, sha256_file  # noqa: E402
 from repro.data import datasets  # noqa: E402
 from canon import models as spec_models  # noqa: E402
 from canon.errors import TwinframeError  # noqa: E402
 from canon.files import DiskFullError  # noqa: E402
 from repro.recipes import AECNN_REPORT_SIZE, QUIRKS, RECIPES, get_recipe, recipe_of_run  # noqa: E402
-from canon.training import PRECISIONS  # noqa: E402
+from canon.training import MIN_SHARD, PRECISIONS  # noqa: E402
 
 DEFAULT_RECIPE, DEFAULT_MODEL, DEFAULT_DATASET = "medianet", "resnet18", "digits"
 DATASETS = ("digits", "medmnist", "medianet_folder", "segmentation")
 SEED_MAX = 2**32 - 1
 AT_LEAST_ONE = ("threads", "epochs", "batch_size", "input_size", "size", "resize", "crop", "eval_resize", "limit",
-                "stop_after_epochs")
+                "stop_after_epochs", "nproc", "replicas", "die_after_epochs")
 # options whose record value is the resolved recipe's; and those a resume may be given freely
 RECIPE_OPTIONS = ("seed", "epochs", "batch_size", "input_size", "procedure", "resize", "crop", "eval_resize", "stage",
                   "quirks")
-RESUME_CHANGES_NOTHING = ("resume", "no_progress", "stop_after_epochs")
+RESUME_CHANGES_NOTHING = ("resume", "no_progress", "stop_after_epochs", "die_after_epochs")
 NEGATED_FLAGS = {"nondeterministic": "deterministic", "no_onnx": "onnx"}  # option -> the setting it turns off
 EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 EPILOG = ("exit status: 0 complete; 1 training diverged; 2 a bad option, bad data, a record that cannot be resumed, "
           "a run directory in use or a full disk (nothing is lost: the last checkpoint stays); 3 stopped on request; "
+          f"{EXIT_RANK_FAILED} a rank of a data-parallel run failed (the others were stopped; continue with --resume); "
           "130 / 143 interrupted by SIGINT / SIGTERM (continue with --resume)")
 
 
@@ -103,10 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "step by step (python repro/compare.py)")
     p.add_argument("--precision", choices=PRECISIONS, default="float32",
                    help="bfloat16: mixed precision (bfloat16 compute, float32 weights and optimizer state)")
+    p.add_argument("--nproc", type=int,
+                   help="data-parallel processes on this machine: torch DistributedDataParallel (gloo on CPU, NCCL "
+                        "on CUDA) started by torch's own launcher, tf MultiWorkerMirroredStrategy over a loopback "
+                        "cluster; every process trains a fixed shard of each batch (default: 1, or torchrun's)")
+    p.add_argument("--replicas", type=int, default=1,
+                   help="tf only: MirroredStrategy over this many devices of one process (GPUs, or logical CPUs)")
     p.add_argument("--nondeterministic", action="store_true", help="leave the framework's default (faster) kernels on")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export of the final model")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--stop-after-epochs", type=int, help=argparse.SUPPRESS)  # tests: interrupt a run on purpose
+    p.add_argument("--die-after-epochs", type=int, help=argparse.SUPPRESS)  # tests: the last rank is killed (SIGKILL)
     return p
 
 
@@ -119,6 +131,9 @@ def check_options(args: argparse.Namespace) -> None:
         if value is not None and value < 1:
             raise TwinframeError(f"{option_name(dest)} must be >= 1, got {value}")
     check_device(args.device)
+    if args.replicas > 1 and args.framework and not frameworks.get(args.framework).replicas_per_process:
+        raise TwinframeError(f"--replicas: {frameworks.get(args.framework).title} runs one replica per process; "
+                             f"use --nproc")
 
 
 def check_device(device: str) -> None:
@@ -165,7 +180,31 @@ def resolve_settings(args: argparse.Namespace) -> dict:
             "dataset": args.dataset, "flag": args.flag, "size": args.size, "data_dir": resolved_path(args.data_dir),
             "limit": args.limit, "threads": args.threads, "device": args.device,
             "deterministic": not args.nondeterministic, "precision": args.precision, "parity": args.parity,
-            "onnx": not args.no_onnx}
+            "onnx": not args.no_onnx, "nproc": processes(args), "replicas": args.replicas}
+
+
+def processes(args: argparse.Namespace) -> int:
+    """--nproc, or the world torchrun / TF_CONFIG put this process in; they must agree."""
+    world = world_from_environment(args.framework)
+    if world.distributed and args.nproc not in (None, world.processes):
+        raise TwinframeError(f"--nproc {args.nproc} but the launcher started {world.processes} processes")
+    return world.processes if world.distributed else args.nproc or 1
+
+
+def replicas_of(settings: dict) -> int:
+    """Replicas in all: processes times devices per process (records before data parallelism: 1)."""
+    return settings.get("nproc", 1) * settings.get("replicas", 1)
+
+
+def check_shards(dataset, recipe, replicas: int) -> None:
+    """Every replica gets at least MIN_SHARD samples of every batch."""
+    if replicas == 1 or recipe.procedure == "knn":
+        return
+    smallest = min(len(b) for b in datasets.training_batches(len(dataset.splits["train"].labels), recipe.batch_size))
+    if smallest < MIN_SHARD * replicas:
+        raise TwinframeError(f"a batch of {smallest} samples leaves some of {replicas} replicas fewer than "
+                             f"{MIN_SHARD}; choose --batch-size or --limit so that every batch (the last one "
+                             f"too) holds at least {MIN_SHARD * replicas}")
 
 
 def parse_model_config(text: str) -> dict:
@@ -375,10 +414,42 @@ def _interrupt(signum, frame):
     raise Interrupted(signum)
 
 
+def launch_ranks(parser, args: argparse.Namespace, argv: list[str]) -> int | None:
+    """``--nproc N`` (or a resumed run of N processes) in a process no launcher started: start
+    the N ranks, each this command with its directory named.  None: this process is the run."""
+    try:
+        if args.resume:
+            settings = RunRecord.recorded_settings(args.resume)
+            framework, nproc = settings.get("framework"), settings.get("nproc", 1)
+        else:
+            framework, nproc = args.framework, args.nproc or 1
+        if nproc <= 1 or framework is None or world_from_environment(framework).distributed:
+            return None
+        command = [sys.executable, str(Path(__file__).resolve()), *argv]
+        run_dir = args.resume or args.out
+        if not args.resume:  # what every rank would refuse, refused once, before any starts
+            check_options(args)
+            settings = resolve_settings(args)
+            recipe = recipe_of_run(settings)
+            check_shards(load_dataset(settings), recipe, replicas_of(settings))
+        if run_dir is None:  # named here, so that every rank names the same directory
+            claimed = RunRecord.claim_next(args.runs_dir, run_stem(settings, recipe))
+            claimed.release()  # empty: rank 0 claims it again
+            run_dir = str(claimed.dir)
+            command += ["--out", run_dir]
+    except (TwinframeError, ValueError, KeyError, OSError) as error:
+        parser.error(str(error))
+    print(f"launching {nproc} {frameworks.get(framework).title} processes for {run_dir}", file=sys.stderr)
+    return launch(framework, nproc, command, run_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    launched = launch_ranks(parser, args, argv)
+    if launched is not None:
+        return launched
     run = Run(parser, args, argv)
     previous = {each: signal.signal(each, _interrupt) for each in EXIT_INTERRUPTED}
     try:
@@ -394,13 +465,20 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(each, handler)
 
 
+def run_stem(settings: dict, recipe) -> str:
+    return f"{settings['framework']}-{settings['recipe']}-{settings['model']}-{settings['dataset']}-s{recipe.seed}"
+
+
 class Run:
-    """One invocation: options and data checked, a record claimed (or resumed), trained, finished."""
+    """One invocation: options and data checked, a record claimed (or resumed), trained, finished.
+    In a data-parallel run every rank is one; rank 0 alone writes the record (the others hold a
+    FollowerRecord, which writes nothing)."""
 
     def __init__(self, parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]):
         self.parser, self.args, self.argv = parser, args, argv
         self.record: RunRecord | None = None
         self.started = False  # the record exists on disk (a claim alone is given back on failure)
+        self.world, self.resuming = World(), False
 
     def where_it_stands(self) -> str:
         if self.record is None:
@@ -424,15 +502,23 @@ class Run:
         except (TwinframeError, ValueError, KeyError, OSError) as error:
             self.refuse(error)
         from repro.backends import Backend  # the framework is imported only now
+        from repro.loop import LoopState
 
         settings, recipe = self.settings, self.recipe
-        self.backend = Backend(settings["framework"], settings["threads"], settings["device"], settings["deterministic"])
-        self.built = self.backend.build(settings["model"], self.config, recipe.seed, settings.get("precision", "float32"))
-        if checkpoint is not None:
-            state, optimizer_state = self.resume_from(checkpoint), checkpoint.optimizer_state
-        else:
-            state, optimizer_state = self.start_record(), None
-        return self.train_and_finish(state, optimizer_state)
+        self.backend = Backend(settings["framework"], settings["threads"], settings["device"], settings["deterministic"],
+                               distributed=self.world.distributed, replicas=settings.get("replicas", 1),
+                               timeout_s=COLLECTIVE_TIMEOUT_S)
+        try:
+            self.built = self.backend.build(settings["model"], self.config, recipe.seed,
+                                            settings.get("precision", "float32"))
+            if self.resuming:
+                checkpoint = self.resume_from(checkpoint)
+                state, optimizer_state = LoopState(**checkpoint.loop_state), checkpoint.optimizer_state
+            else:
+                state, optimizer_state = self.start_record(), None
+            return self.train_and_finish(state, optimizer_state)
+        finally:
+            self.backend.close()
 
     # -- before any framework: every check, and the record directory claimed ----------------
     def prepare(self):
@@ -441,39 +527,47 @@ class Run:
         args, checkpoint = self.args, None
         check_options(args)
         if args.resume:
-            self.record = RunRecord.open_for_resume(args.resume)
+            framework = RunRecord.recorded_settings(args.resume).get("framework")
+            self.world = world_from_environment(framework) if framework in frameworks.names() else World()
+            self.record = (RunRecord.open_for_resume if self.world.writes else FollowerRecord)(args.resume)
             manifest = self.record.manifest()
             check_resume_options(self.parser, args, self.argv, manifest)
             self.settings, self.command = manifest["settings"], manifest.get("command")
             self.started = True  # the record is there already: a failure leaves it as it is
-            if self.record.has_checkpoint():
+            self.resuming = self.record.has_checkpoint()
+            if self.resuming and self.world.writes:  # the other ranks read it once rank 0 has prepared it
                 checkpoint = self.record.load_checkpoint()
-            else:
+            elif not self.resuming and self.world.writes:
                 print(f"{self.record.dir} stopped before its first checkpoint: starting it again with its recorded "
                       f"settings", file=sys.stderr)
         else:
             self.settings = resolve_settings(args)
+            self.world = world_from_environment(args.framework)
             self.command = shlex.join([sys.executable, "repro/run.py", *self.argv])
+            if self.world.distributed and not args.out:
+                raise TwinframeError("a data-parallel run started by a launcher needs --out DIR: every rank must "
+                                     "name the same directory (run.py --nproc N names it itself)")
         self.recipe = recipe_of_run(self.settings)
         self.dataset = load_dataset(self.settings)
         check_trainable(self.dataset, self.recipe)
+        check_shards(self.dataset, self.recipe, replicas_of(self.settings))
         self.config = model_config(self.settings, self.recipe, self.dataset)
         if self.record is None:
-            self.record = self.claim()
+            self.record = self.claim() if self.world.writes else FollowerRecord(args.out)
         return checkpoint
 
     def claim(self) -> RunRecord:
         if self.args.out:
             return RunRecord.claim(self.args.out)
-        s = self.settings
-        return RunRecord.claim_next(self.args.runs_dir, f"{s['framework']}-{s['recipe']}-{s['model']}-{s['dataset']}"
-                                                        f"-s{self.recipe.seed}")
+        return RunRecord.claim_next(self.args.runs_dir, run_stem(self.settings, self.recipe))
 
     # -- the framework's part ----------------------------------------------------------------
     def start_record(self):
         from repro.loop import LoopState
 
         settings, recipe, backend = self.settings, self.recipe, self.backend
+        if not backend.writes:  # the engine gives every rank rank 0's starting weights
+            return LoopState()
         try:
             sources = start_from(backend, recipe, settings["init_from"])
             if settings.get("init_weights"):
@@ -501,14 +595,18 @@ class Run:
         return LoopState()
 
     def resume_from(self, checkpoint):
-        from repro.loop import LoopState
-
-        removed = self.record.prepare_resume(checkpoint)
-        for note in checkpoint.notes + ([f"removed what came after it: {', '.join(removed)}"] if removed else []):
-            print(f"resume: {note}", file=sys.stderr)
+        """Rank 0 puts the record back to its checkpoint; then every rank loads it (the others
+        read it only now, once that is done)."""
+        if self.backend.writes:
+            removed = self.record.prepare_resume(checkpoint)
+            for note in checkpoint.notes + ([f"removed what came after it: {', '.join(removed)}"] if removed else []):
+                print(f"resume: {note}", file=sys.stderr)
+        self.backend.barrier()
+        checkpoint = checkpoint or self.record.load_checkpoint()
         self.backend.load_weights(str(checkpoint.weights))
-        print(f"resume: from the checkpoint of epoch {checkpoint.epoch} in {self.record.dir}", file=sys.stderr)
-        return LoopState(**checkpoint.loop_state)
+        if self.backend.writes:
+            print(f"resume: from the checkpoint of epoch {checkpoint.epoch} in {self.record.dir}", file=sys.stderr)
+        return checkpoint
 
     def train_and_finish(self, state, optimizer_state) -> int:
         from repro.loop import Progress, knn_evaluate, train
@@ -518,32 +616,63 @@ class Run:
         if optimizer_state is not None:
             trainer.load_optimizer_state(optimizer_state)
         started = time.perf_counter()
-        print(f"run: {record.dir}  ({settings['framework']}, {recipe.name}, {settings['model']}, {dataset.name}, "
-              f"seed {recipe.seed})", file=sys.stderr)
+        if backend.writes:
+            world = f", {replicas_of(settings)} replicas" if replicas_of(settings) > 1 else ""
+            print(f"run: {record.dir}  ({settings['framework']}, {recipe.name}, {settings['model']}, {dataset.name}, "
+                  f"seed {recipe.seed}{world})", file=sys.stderr)
         if recipe.procedure == "knn":
             summary = {"knn": knn_evaluate(trainer, dataset, recipe)}
             backend.save_weights(str(record.path("final.safetensors")))
         else:
             try:
-                state = train(trainer, backend, dataset, recipe, record, state, Progress(not self.args.no_progress),
-                              max_epochs_this_call=self.args.stop_after_epochs)
+                state = train(trainer, backend, dataset, recipe, record, state,
+                              Progress(not self.args.no_progress and backend.writes),
+                              max_epochs_this_call=self.epochs_this_call())
+                self.die_if_asked(state)
             except DiskFullError:
                 raise  # main() says where the run stands
             except (FloatingPointError, TwinframeError) as error:  # diverged (NaN loss or weights)
                 print(f"error: {error}\nthe record {record.dir} stays marked running: it is not a complete run",
                       file=sys.stderr)
                 return 1
+            except Exception as error:  # a collective broke off: a peer rank is gone (the launcher names it)
+                if not self.world.distributed:
+                    raise
+                first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                print(f"error: {frameworks.get(settings['framework']).title} rank {self.world.rank} stopped: "
+                      f"a collective with the other ranks failed ({first_line[:300]})", file=sys.stderr)
+                return 1
             if state.next_epoch < recipe.epochs and not state.stopped_early:
                 print(f"stopped after epoch {state.next_epoch} on request; continue with --resume {record.dir}",
                       file=sys.stderr)
                 return 3
+            if not backend.writes:  # the others wait while rank 0 finishes (below)
+                backend.barrier()
+                return 0
             summary = finish(backend, trainer, dataset, recipe, record, state, settings)
+            backend.barrier()
         summary["wall_s"] = round(time.perf_counter() - started, 3)
         # the proof that this process held one framework only (a library can import one behind our back)
         summary["frameworks_loaded"] = frameworks.loaded(sys.modules)
         record.complete(summary)
-        print_summary(record, summary)
+        if backend.writes:
+            print_summary(record, summary)
         return 0
+
+    # -- tests: a rank killed on purpose -------------------------------------------------------
+    def epochs_this_call(self) -> int | None:
+        if self.args.die_after_epochs is not None and self.is_last_rank():
+            return self.args.die_after_epochs
+        return self.args.stop_after_epochs
+
+    def is_last_rank(self) -> bool:
+        return self.world.rank == self.world.processes - 1
+
+    def die_if_asked(self, state) -> None:
+        """--die-after-epochs N: the last rank is killed (SIGKILL, no cleanup) once N epochs'
+        checkpoints are on disk, while the others go on into the next epoch."""
+        if self.args.die_after_epochs is not None and self.is_last_rank() and state.next_epoch < self.recipe.epochs:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def finish(backend, trainer, dataset, recipe, record, state, settings) -> dict:

@@ -24,7 +24,9 @@ def test_every_row_names_modules_that_exist_without_importing_them():
     for row in frameworks.FRAMEWORKS.values():
         package, _, function = row.model_factory.partition(":")
         assert function, row.model_factory
-        for module in (row.adapter.partition(":")[0], row.training, package):
+        assert ":" in row.launcher, row.launcher
+        for module in (row.adapter.partition(":")[0], row.training, row.distributed, row.launcher.partition(":")[0],
+                       package):
             assert (ROOT / (module.replace(".", "/") + ".py")).is_file() or \
                 (ROOT / module.replace(".", "/") / "__init__.py").is_file(), module
         assert row.native_suffix.startswith(".") and row.modules and row.packages
