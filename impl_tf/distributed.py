@@ -23,8 +23,8 @@ import tensorflow as tf
 class Engine:
     """The strategy, entered for the whole process: every variable made after it is mirrored."""
 
-    def __init__(self, device: str, timeout_s: float, replicas: int = 1):
-        self.timeout_s = timeout_s
+    def __init__(self, device: str, timeout_s: float, replicas: int = 1, sync_batchnorm: bool = False):
+        self.timeout_s, self.sync_batchnorm = timeout_s, sync_batchnorm
         workers = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {}).get("worker", [])
         if len(workers) > 1:
             self.options = tf.distribute.experimental.CommunicationOptions(
@@ -44,7 +44,8 @@ class Engine:
         return {"engine": f"tf.distribute.{self.kind}", "backend": "collective ring all-reduce"
                 if self.options else type(self.strategy.extended._cross_device_ops).__name__,
                 "world_size": self.size, "processes": self.processes, "rank_of_writer": 0,
-                "devices": list(self.strategy.extended.worker_devices), "timeout_s": self.timeout_s}
+                "devices": list(self.strategy.extended.worker_devices), "sync_batchnorm": self.sync_batchnorm,
+                "timeout_s": self.timeout_s}
 
     def per_replica(self, make):
         """A distributed value: ``make(replica)`` on each of this process's replicas (its global id)."""

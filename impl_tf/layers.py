@@ -68,14 +68,15 @@ class BatchNorm(keras.layers.BatchNormalization):
 
     torch (and TF 2's fused BN) update running_var with n/(n-1) * var; Keras 3
     uses the biased variance.  Normalisation itself uses the biased variance in all.
+    ``synchronized`` (a data-parallel run's --sync-batchnorm): the statistics of the whole batch
+    over every replica, as torch's SyncBatchNorm.
     """
 
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or mask is not None or self.renorm:
             return super().call(inputs, training=training, mask=mask)
         x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # float16 -> float32, float64 stays
-        mean, variance = ops.moments(x, axes=self._reduction_axes)
-        count = tf.cast(tf.size(x), x.dtype) / tf.cast(tf.shape(x)[self.axis], x.dtype)
+        mean, variance, count = self._batch_moments(x)
         unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
         moving_mean, moving_variance = ops.cast(self.moving_mean, x.dtype), ops.cast(self.moving_variance, x.dtype)
         self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
@@ -85,6 +86,22 @@ class BatchNorm(keras.layers.BatchNormalization):
             scale=ops.cast(self.gamma, x.dtype), epsilon=self.epsilon,
         )
         return ops.cast(outputs, self.compute_dtype)
+
+    def _batch_moments(self, x):
+        """Mean, biased variance and sample count per channel: of this replica's batch, or, when
+        synchronized under a strategy, of every replica's together, in two passes (the mean, then
+        the squared deviations from it) as one replica computes them; Keras' own synchronized
+        moments take E(x^2) - E(x)^2, which cancels digits."""
+        count = tf.cast(tf.size(x), x.dtype) / tf.cast(tf.shape(x)[self.axis], x.dtype)
+        context = tf.distribute.get_replica_context() if self.synchronized else None
+        if context is None or context.num_replicas_in_sync == 1:
+            mean, variance = ops.moments(x, axes=self._reduction_axes)
+            return mean, variance, count
+        axes, total_of = self._reduction_axes, lambda value: context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+        total = total_of(count)
+        mean = total_of(tf.reduce_sum(x, axis=axes, keepdims=True)) / total
+        variance = total_of(tf.reduce_sum(tf.square(x - mean), axis=axes, keepdims=True)) / total
+        return tf.squeeze(mean, axes), tf.squeeze(variance, axes), total
 
 
 @keras.saving.register_keras_serializable(package="twinframe")

@@ -120,6 +120,9 @@ class Trainer:
         self._state_stale = False
         if self.engine is not None:  # rank 0's starting weights everywhere, as DDP does when it wraps a model
             self.engine.sync_state(list(net.variables))
+            for layer in _layers(net):  # --sync-batchnorm: the whole batch's statistics, as SyncBatchNorm
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.synchronized = self.engine.sync_batchnorm
         # traced once per input shape: eager Keras is several times slower per step
         self._gradients = tf.function(self._loss_and_gradients, reduce_retracing=True)
         self._update = tf.function(self._apply_adam, reduce_retracing=True)

@@ -27,13 +27,13 @@ BUCKET_CAP_MB = 25
 class Engine:
     """This process's place in the group, and the engine's collectives."""
 
-    def __init__(self, device: str, timeout_s: float, replicas: int = 1):
+    def __init__(self, device: str, timeout_s: float, replicas: int = 1, sync_batchnorm: bool = False):
         if replicas != 1:
             raise ValueError("DDP runs one replica per process: start more processes (--nproc) instead")
         self.backend = "nccl" if device.startswith("cuda") else "gloo"
         if self.backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        self.timeout_s = timeout_s
+        self.timeout_s, self.sync_batchnorm = timeout_s, sync_batchnorm
         dist.init_process_group(self.backend, timeout=datetime.timedelta(seconds=timeout_s))
         self.rank, self.size = dist.get_rank(), dist.get_world_size()
 
@@ -42,9 +42,13 @@ class Engine:
         return {"engine": "torch DistributedDataParallel", "backend": self.backend, "world_size": self.size,
                 "processes": self.size, "rank_of_writer": 0, "bucket_cap_mb": BUCKET_CAP_MB,
                 "broadcast_buffers": True, "gradient_as_bucket_view": False, "static_graph": False,
-                "timeout_s": self.timeout_s}
+                "sync_batchnorm": self.sync_batchnorm, "timeout_s": self.timeout_s}
 
     def wrap(self, net: torch.nn.Module) -> DistributedDataParallel:
+        """DDP around ``net``; with ``sync_batchnorm`` its BatchNorms first become SyncBatchNorm
+        (in place: the same parameters and buffers; torch runs it on GPUs only)."""
+        if self.sync_batchnorm:
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
         device_ids = [torch.cuda.current_device()] if self.backend == "nccl" else None
         # its default: rank 0's buffers go to every rank before each training forward
         return DistributedDataParallel(net, device_ids=device_ids, bucket_cap_mb=BUCKET_CAP_MB)

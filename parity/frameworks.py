@@ -27,6 +27,7 @@ class Framework:
     packages: tuple[str, ...]  # distributions whose versions a run record keeps
     environment: tuple[tuple[str, str], ...] = ()  # set before it is imported (a user's value wins)
     replicas_per_process: bool = False  # its engine spreads one process over several devices (--replicas)
+    sync_batchnorm_on_cpu: bool = False  # its synchronized BatchNorm (--sync-batchnorm) runs on CPU too
 
     # Loading either imports the framework: only in the one process that is to hold it.
     def load_adapter(self) -> Adapter:
@@ -45,7 +46,8 @@ FRAMEWORKS: dict[str, Framework] = {
         Framework("tf", "TensorFlow/Keras", "parity.adapters.tf_adapter:TfAdapter", "impl_tf:create_model",
                   "impl_tf.training", "impl_tf.distributed", "repro.launch:tf_config_workers", ".weights.h5",
                   modules=("tensorflow", "keras"), packages=("tensorflow", "keras"),
-                  environment=(("KERAS_BACKEND", "tensorflow"),), replicas_per_process=True),
+                  environment=(("KERAS_BACKEND", "tensorflow"),), replicas_per_process=True,
+                  sync_batchnorm_on_cpu=True),
     )
 }
 # The reference side: parity transfers its weights to the others, port reads its checkpoints by

@@ -23,7 +23,8 @@ class Backend:
     ``distributed`` module, shards every step's batch.  Only rank 0 writes weights."""
 
     def __init__(self, framework: str, threads: int = 1, device: str = "cpu", deterministic: bool = True,
-                 distributed: bool = False, replicas: int = 1, timeout_s: float = 300.0):
+                 distributed: bool = False, replicas: int = 1, timeout_s: float = 300.0,
+                 sync_batchnorm: bool = False):
         row = frameworks.get(framework)
         for key, value in frameworks.process_environment(framework, deterministic).items():  # before its import
             os.environ.setdefault(key, value)
@@ -32,7 +33,7 @@ class Backend:
         self.environment = self.adapter.setup(threads=threads, device=device, deterministic=deterministic)
         self.engine = None
         if distributed or replicas > 1:  # after the setup, before any model: the strategy's scope holds them
-            self.engine = importlib.import_module(row.distributed).Engine(device, timeout_s, replicas)
+            self.engine = importlib.import_module(row.distributed).Engine(device, timeout_s, replicas, sync_batchnorm)
             self.environment["distributed"] = self.engine.describe()
         self.writes = self.engine is None or self.engine.rank == 0
 

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "cluster; every process trains a fixed shard of each batch (default: 1, or torchrun's)")
     p.add_argument("--replicas", type=int, default=1,
                    help="tf only: MirroredStrategy over this many devices of one process (GPUs, or logical CPUs)")
+    p.add_argument("--sync-batchnorm", action="store_true",
+                   help="data-parallel: BatchNorm takes the statistics of the whole batch over every replica "
+                        "(torch SyncBatchNorm, on GPUs only; tf on any device) instead of each shard's own")
     p.add_argument("--nondeterministic", action="store_true", help="leave the framework's default (faster) kernels on")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export of the final model")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -134,6 +137,11 @@ def check_options(args: argparse.Namespace) -> None:
     if args.replicas > 1 and args.framework and not frameworks.get(args.framework).replicas_per_process:
         raise TwinframeError(f"--replicas: {frameworks.get(args.framework).title} runs one replica per process; "
                              f"use --nproc")
+    if args.sync_batchnorm and args.framework:
+        row = frameworks.get(args.framework)
+        if args.device == "cpu" and not row.sync_batchnorm_on_cpu:
+            raise TwinframeError(f"--sync-batchnorm: {row.title}'s synchronized BatchNorm runs on GPUs only; use "
+                                 f"--device cuda, or leave each replica its own statistics")
 
 
 def check_device(device: str) -> None:
@@ -180,7 +188,8 @@ def resolve_settings(args: argparse.Namespace) -> dict:
             "dataset": args.dataset, "flag": args.flag, "size": args.size, "data_dir": resolved_path(args.data_dir),
             "limit": args.limit, "threads": args.threads, "device": args.device,
             "deterministic": not args.nondeterministic, "precision": args.precision, "parity": args.parity,
-            "onnx": not args.no_onnx, "nproc": processes(args), "replicas": args.replicas}
+            "onnx": not args.no_onnx, "nproc": processes(args), "replicas": args.replicas,
+            "sync_batchnorm": args.sync_batchnorm}
 
 
 def processes(args: argparse.Namespace) -> int:
@@ -507,7 +516,7 @@ class Run:
         settings, recipe = self.settings, self.recipe
         self.backend = Backend(settings["framework"], settings["threads"], settings["device"], settings["deterministic"],
                                distributed=self.world.distributed, replicas=settings.get("replicas", 1),
-                               timeout_s=COLLECTIVE_TIMEOUT_S)
+                               timeout_s=COLLECTIVE_TIMEOUT_S, sync_batchnorm=settings.get("sync_batchnorm", False))
         try:
             self.built = self.backend.build(settings["model"], self.config, recipe.seed,
                                             settings.get("precision", "float32"))

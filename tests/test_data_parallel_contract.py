@@ -97,6 +97,11 @@ def test_replicas_in_one_process_are_refused_where_the_engine_has_none(tmp_path)
     assert result.returncode == 2 and "runs one replica per process; use --nproc" in result.stderr
 
 
+def test_synchronized_batchnorm_on_cpu_is_refused_where_the_engine_has_none(tmp_path):
+    result = _run_py("--framework", "torch", "--nproc", "2", "--sync-batchnorm", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "synchronized BatchNorm runs on GPUs only; use --device cuda" in result.stderr
+
+
 def test_exit_status_of_a_failed_rank_is_documented():
     epilog = "".join(_run_py("--help").stdout.split())  # argparse wraps it, at hyphens too
     assert f"{EXIT_RANK_FAILED}arankofadata-parallelrunfailed" in epilog

@@ -170,7 +170,7 @@ def test_linear_probing_keeps_the_frozen_network_in_eval_mode_unless_the_quirk_i
     assert set(changed["quirk"]) - statistics == {"fc.bias", "fc.weight"} and len(statistics) == 2 * 20  # every BN drifted
 
 
-@pytest.mark.parametrize("framework", ["torch", "tf"])
+@pytest.mark.parametrize("framework", ["torch", pytest.param("tf", marks=pytest.mark.slow)])  # tf: 37 s
 def test_segmentation_recipe_trains_a_unet_with_seeded_augmentation(tmp_path, framework):
     from repro.data.datasets import write_synthetic_segmentation
 

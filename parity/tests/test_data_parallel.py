@@ -78,8 +78,12 @@ class Runs:
             return trained(framework, out, self.data, "--nproc", "2")
         if name == "replicas2":  # one process, two devices (MirroredStrategy over two logical CPUs)
             return trained(framework, out, self.data, "--replicas", "2")
+        if name == "batchnorm-world1":
+            return trained(framework, out, self.data, model=BATCHNORM)
         if name == "batchnorm-world2":
             return trained(framework, out, self.data, "--nproc", "2", model=BATCHNORM)
+        if name == "batchnorm-sync-world2":
+            return trained(framework, out, self.data, "--nproc", "2", "--sync-batchnorm", model=BATCHNORM)
         if name == "killed":  # (the failed command, its seconds, the run resumed afterwards)
             result, seconds = run(framework, out, self.data, "--nproc", "2", "--die-after-epochs", "1")
             resumed = subprocess.run([sys.executable, str(ROOT / "repro" / "run.py"), "--resume", str(out)],
@@ -181,3 +185,15 @@ def test_tf_mirrored_strategy_over_two_devices_of_one_process_agrees_with_one_re
     result = parity(runs.get("tf", "world1"), replicated)
     assert result["steps"]["loss_max_rel"] < FLOAT64_SEMANTIC, result["steps"]
     assert result["passed"], result
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+def test_tf_synchronized_batchnorm_at_world_two_trains_the_world_one_trajectory(runs):
+    """--sync-batchnorm: every replica normalises by the whole batch's statistics, so world size 2
+    is world size 1 again (torch's SyncBatchNorm runs on GPUs only, so only TF shows it here)."""
+    synchronized = runs.get("tf", "batchnorm-sync-world2")
+    assert synchronized.manifest["environment"]["distributed"]["sync_batchnorm"] is True
+    result = parity(runs.get("tf", "batchnorm-world1"), synchronized)
+    assert result["steps"]["loss_max_rel"] < FLOAT64_SEMANTIC, result["steps"]
+    assert result["final_weights"]["global_rel"] < FLOAT64_SEMANTIC, result["final_weights"]
