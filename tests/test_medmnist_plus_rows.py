@@ -21,6 +21,7 @@ def test_the_table_has_a_row_for_every_dataset_size_procedure_and_architecture(c
     assert "pathmnist-28-end_to_end-vit_base_patch16_224.dino" in rows and "organsmnist-224-knn-samvit_base_patch16" in rows
 
 
+@pytest.mark.slow  # three training runs (29 s); the rows' names and commands are checked above
 @pytest.mark.torch
 def test_a_row_runs_the_papers_three_seeds_and_reports_their_mean(tmp_path):
     from repro.data.datasets import write_synthetic_medmnist
