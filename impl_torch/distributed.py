@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
 
 import torch
 import torch.distributed as dist
@@ -81,18 +80,15 @@ class Engine:
         return torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl" else torch.device("cpu")
 
 
-def launch(nproc: int, command: list[str], poll_s: float, grace_s: float):
+def launch(nproc: int, command: list[str], ports: list[int], poll_s: float, grace_s: float):
     """torch's own launcher (what torchrun runs), one node, no restarts: a failed rank ends the
-    run.  Returns the exit status when every rank ended alike, else (the first failed rank, its
-    exit code); repro/launch.py reports it."""
+    run; its rendezvous on the first of the free ``ports``.  Returns the exit status when every
+    rank ended alike, else (the first failed rank, its exit code); repro/launch.py reports it."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    with socket.socket() as probe:  # a free port for the rendezvous
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"twinframe-{os.getpid()}",
-                          rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{port}", max_restarts=0,
+                          rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{ports[0]}", max_restarts=0,
                           monitor_interval=poll_s, start_method="spawn", shutdown_timeout=int(grace_s))
     try:
         elastic_launch(config, command[0])(*command[1:])

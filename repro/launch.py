@@ -80,7 +80,8 @@ def launch(framework: str, nproc: int, command: list[str], run_dir: str) -> int:
     after the others were stopped)."""
     started = time.perf_counter()
     module, _, function = frameworks.get(framework).launcher.partition(":")
-    outcome = getattr(importlib.import_module(module), function)(nproc, command, POLL_S, STOP_GRACE_S)
+    outcome = getattr(importlib.import_module(module), function)(nproc, command, free_ports(nproc), POLL_S,
+                                                                  STOP_GRACE_S)
     if isinstance(outcome, int):
         return outcome
     failure = RankFailure(framework, *outcome)
@@ -106,9 +107,8 @@ def tf_config(ports: list[int], index: int) -> str:
                        "task": {"type": "worker", "index": index}})
 
 
-def tf_config_workers(nproc: int, command: list[str], poll_s: float, grace_s: float):
-    """The TF_CONFIG launcher: ``nproc`` workers of a loopback cluster, supervised here."""
-    ports = free_ports(nproc)
+def tf_config_workers(nproc: int, command: list[str], ports: list[int], poll_s: float, grace_s: float):
+    """The TF_CONFIG launcher: ``nproc`` workers of a loopback cluster on ``ports``, supervised here."""
     ranks = [subprocess.Popen(command, env={**os.environ, "TF_CONFIG": tf_config(ports, index)})
              for index in range(nproc)]
     return supervise(ranks, poll_s, grace_s)
