@@ -103,6 +103,18 @@ def _attention_scale_in_float64(layer) -> None:
     layer._inverse_sqrt_key_dim = np.float64(1.0) / np.sqrt(np.float64(layer._key_dim))
 
 
+def _options_in_float64(*options: str):
+    """A float64 model's layer whose Python float options reach TensorFlow as float32 tensors
+    first (ReLU's max_value 0.1 is 1.5e-9 off; Rescaling's offset 5.7e-8): as NumPy float64
+    they keep their precision (docs/pitfalls.md 32)."""
+    def prepare(layer) -> None:
+        for option in options:
+            value = getattr(layer, option, None)
+            if isinstance(value, float):
+                setattr(layer, option, np.float64(value))
+    return prepare
+
+
 # -- recurrent layers: torch's gates and biases ---------------------------------------------
 
 def _swap_first_two_gates(array: np.ndarray) -> np.ndarray:
@@ -181,11 +193,14 @@ def register_builtins() -> None:
                 layers.GlobalMaxPooling1D, layers.GlobalMaxPooling2D, layers.GlobalMaxPooling3D,
                 layers.SpatialDropout1D, layers.SpatialDropout2D, layers.SpatialDropout3D):
         register(cls, layout="channels")
+    register(layers.ReLU, layout="same_as_input",
+             prepare_float64=_options_in_float64("max_value", "negative_slope", "threshold"))
+    register(layers.Rescaling, layout="same_as_input", prepare_float64=_options_in_float64("scale", "offset"))
     register(layers.Flatten, layout="plain")
-    for cls in (layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU, layers.Softmax, layers.Dropout,
+    for cls in (layers.Activation, layers.LeakyReLU, layers.ELU, layers.Softmax, layers.Dropout,
                 layers.Add, layers.Subtract, layers.Multiply, layers.Average, layers.Maximum, layers.Minimum,
                 layers.Concatenate, layers.Identity, layers.GaussianNoise, layers.GaussianDropout,
-                layers.AlphaDropout, layers.Rescaling, layers.ActivityRegularization):
+                layers.AlphaDropout, layers.ActivityRegularization):
         register(cls, layout="same_as_input")
 
 

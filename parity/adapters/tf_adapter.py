@@ -155,6 +155,11 @@ def _loss(kind: str, output, target):
 # bottleneck (VGG's 25088x4096 Dense alone: 75 s and 15 GB; ViT-B/16's 86 M parameters in 150
 # tensors: 16 GB); below it, constants are the faster path (MeDiANet's ~1000 small tensors export
 # twice as fast as constants than as arguments).
+# the layers that are random in training, and the option that switches each off for the
+# gradients pass (torch's dropout modules are put in eval mode for it)
+_NOISE_LAYERS = ((keras.layers.Dropout, "rate"), (keras.layers.GaussianDropout, "rate"),
+                 (keras.layers.AlphaDropout, "rate"), (keras.layers.GaussianNoise, "stddev"))
+
 LARGE_WEIGHT = 1 << 24
 LARGE_MODEL = 1 << 25
 
@@ -444,12 +449,13 @@ class TfAdapter(Adapter):
         watched = [i for i, x in enumerate(inputs) if x.dtype.is_floating]
         state = [v for v in net.weights if not v.trainable]  # what a pass can change (BN statistics)
         snapshot = [np.array(v.numpy()) for v in state]
-        dropouts = [unit.layer for unit in built.units.values() if isinstance(unit.layer, keras.layers.Dropout)]
-        rates = [layer.rate for layer in dropouts]
+        noise = [(unit.layer, attribute) for unit in built.units.values() for cls, attribute in _NOISE_LAYERS
+                 if isinstance(unit.layer, cls)]
+        rates = [getattr(layer, attribute) for layer, attribute in noise]
         trained = [slot for slot in built.slots if slot.trainable]
         try:
-            for layer in dropouts:
-                layer.rate = 0.0
+            for layer, attribute in noise:
+                setattr(layer, attribute, 0.0)
             with tf.GradientTape() as tape:
                 for index in watched:
                     tape.watch(inputs[index])
@@ -480,8 +486,8 @@ class TfAdapter(Adapter):
                     values = [np.asarray(v.numpy()) for v in slot.variables]
                     arrays.update({state_key(n): a for n, a in zip(slot.names, slot.rule.from_keras(*values))})
         finally:
-            for layer, rate in zip(dropouts, rates):
-                layer.rate = rate
+            for (layer, attribute), rate in zip(noise, rates):
+                setattr(layer, attribute, rate)
             for variable, value_before in zip(state, snapshot):
                 variable.assign(value_before)
         arrays[protocol.LOSS] = np.asarray(float(value), dtype=np.float64)

@@ -87,6 +87,9 @@ def _modules(net: torch.nn.Module) -> list[dict]:
              "leaf": not any(True for _ in m.children()), "config": _config(m)} for name, m in net.named_modules()]
 
 
+BUILT_DTYPE = "_twinframe_dtype"  # the attribute a built model keeps its build dtype in
+
+
 def _to_numpy(value) -> np.ndarray:
     return value.detach().cpu().numpy()
 
@@ -107,10 +110,12 @@ def _outputs(result) -> dict[str, np.ndarray]:
 
 
 def _tensor(array: np.ndarray, device: str, like: torch.nn.Module | None = None) -> torch.Tensor:
-    """Array -> tensor on the device; floating arrays take the model's dtype."""
+    """Array -> tensor on the device; floating arrays take the dtype the model was built in (a
+    model without parameters too: it has no parameter to tell)."""
     tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device)
     if like is not None and tensor.is_floating_point():
-        tensor = tensor.to(next((p.dtype for p in like.parameters()), torch.get_default_dtype()))
+        built = getattr(like, BUILT_DTYPE, None)
+        tensor = tensor.to(built or next((p.dtype for p in like.parameters()), torch.get_default_dtype()))
     return tensor
 
 
@@ -231,6 +236,7 @@ class TorchAdapter(Adapter):
         seed_everything(seed)
         net = common.load_factory(factory)(model, **config)
         net = net.to(device=self._device, dtype=getattr(torch, dtype)).eval()
+        setattr(net, BUILT_DTYPE, getattr(torch, dtype))
         self._models.put(handle, net)
         weights = canonical_weights(net)
         return {
