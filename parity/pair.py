@@ -37,6 +37,7 @@ class ParityCase:
     # whole-network checks (propagated, gradients, outputs); isolated (one layer) may be stricter
     tolerances: ToleranceSet = field(default_factory=ToleranceSet)
     isolated_tolerances: ToleranceSet | None = None
+    float64_tolerances: ToleranceSet | None = None  # the float64 check's (default: float64's dtype default)
     loss: str | tuple[str, ...] = "cross_entropy"  # one kind, or one per output (summed)
     seed: int = 0
     opset: int = 18

@@ -60,7 +60,7 @@ def check_float64(pair: TwinPair) -> tuple[CheckResult, CheckResult]:
 
         runs = pair.on_both(run)
         (reference, order, ref_grads), (actual, _, grads) = runs[pair.ref_name], runs[pair.other_name]
-        strict = ToleranceSet.for_dtype("float64")
+        strict = pair.case.float64_tolerances or ToleranceSet.for_dtype("float64")
         outputs = pair.output_keys()
         forward = compare_named(actual, reference, order + outputs, strict,
                                 key=lambda n: n if n in outputs else layer_key(n), mode="propagated_float64")
