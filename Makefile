@@ -24,13 +24,14 @@ demo: setup
 # Both cores: one pytest worker per core, a test file's tests kept together (they share fixtures).
 PARALLEL ?= -n 2 --dist loadfile
 
-# every model's contract, layer-wise and float64 checks, a representative full pipeline of each
-# kind, every framework-free unit test
+# every model's contract and layer-wise checks (VGG-13/19: slow tier), their transfer and float64
+# checks (VGG, MeDiANet-117: slow tier), a representative full pipeline of each kind, the bounded
+# mapping fuzz, every framework-free unit test
 test: setup
 	$(PY) -m pytest $(PARALLEL)
 
 # the rest of the matrix (CI runs it after `make test`): every zoo model's ONNX, float32
-# gradient and determinism checks, VGG-13/16/19 in full, every recipe, both fault chains; then
+# gradient and determinism checks, the VGGs and MeDiANet-117s in full, every recipe, both fault chains; then
 # the paper-size timm models and the float64 VGG-16/AlexNet trajectories, one at a time
 test-slow: setup
 	$(PY) -m pytest $(PARALLEL) -m "slow and not full_size"

@@ -63,11 +63,11 @@ CASES: dict[str, ParityCase] = {
         ParityCase("alexnet", "alexnet", ZOO_FACTORIES, config={"in_channels": 1, "num_classes": 15, "input_size": (224, 230)},
                    input_shape=(2, 1, 224, 230), **DEEP),
         # 64x96 gives a 2x3 map before the 7x7 adaptive pool: overlapping, repeated torch bins.
-        # VGG's 120-140 M parameters (0.5 GB per weights file) make each full pipeline take
-        # minutes: VGG-11 runs in every suite, 13/16/19 in the slow one (their contract and
-        # layer-wise checks run in every suite).
+        # VGG's 120-140 M parameters (0.5 GB per weights file) make each check take a minute:
+        # every VGG's transfer, float64 and full pipeline run in the slow suite, VGG-11's and
+        # VGG-16's contract and layer-wise checks in every suite (LAYERS_IN_SLOW_SUITE_ONLY).
         *(ParityCase(f"vgg{d}", f"vgg{d}", ZOO_FACTORIES, config={"num_classes": 15}, input_shape=(2, 3, 64, 96),
-                     slow=d != 11)
+                     slow=True)
           for d in (11, 13, 16, 19)),
         # ResNet-18 is judged as its family: on an AMD EPYC (AVX2) 3 of its 10240 layer3.1.add values
         # are 1.24e-5 apart (element-wise atol 1e-5), norm-wise 9.5e-7, in float64 2e-14.
@@ -81,9 +81,12 @@ CASES: dict[str, ParityCase] = {
         ParityCase("unet_dyt", "unet", ZOO_FACTORIES, config={"norm": "dyt"}, input_shape=(2, 3, 32, 48), loss="bce", **DEEP),
         ParityCase("resunet", "resunet", ZOO_FACTORIES, input_shape=(2, 3, 64, 96), loss="bce"),
         ParityCase("resunet_dyt", "resunet", ZOO_FACTORIES, config={"norm": "dyt"}, input_shape=(2, 3, 64, 96), loss="bce", **DEEP),
-        # MeDiANet: the paper head fixes a 224x224 input; the small global-head case keeps H != W
+        # MeDiANet: the paper head fixes a 224x224 input; the small global-head case keeps H != W.
+        # The 117-layer variants repeat the 69s' blocks deeper: their transfer and float64 checks
+        # run in the slow suite, their contract and layer-wise checks in every suite.
         *(ParityCase(f"medianet_{v}", f"medianet_{v}", ZOO_FACTORIES, config={"num_classes": 35},
-                     input_shape=(2, 3, 224, 224), allow_square_input=True, **MEDIANET_TOLERANCES)
+                     input_shape=(2, 3, 224, 224), allow_square_input=True, slow=v.endswith("117"),
+                     **MEDIANET_TOLERANCES)
           for v in ("base69", "base117", "wide69", "wide117")),
         ParityCase("medianet_base69_global", "medianet_base69", ZOO_FACTORIES,
                    config={"num_classes": 7, "head": "global"}, input_shape=(2, 3, 64, 96), **MEDIANET_TOLERANCES),
@@ -125,11 +128,15 @@ CASES: dict[str, ParityCase] = {
 
 
 # The cases whose full pipeline (ONNX, float32 gradients, determinism) `make test` runs; every
-# case's contract, layer-wise and float64 checks run there too, the rest in `make test-slow`.
+# other case's contract, layer-wise and float64 checks run there too (a slow case's contract and
+# layer-wise only), the rest in `make test-slow`.
 # ResNet-18: the torchvision family, cross-entropy; the AECNN autoencoder: PixelShuffle, ELU, mse;
 # each timm family of MedMNIST+ at its small configuration (the DINO and CLIP ViTs: the slow tier).
 EVERY_SUITE_PIPELINES = ("resnet18", "aecnn_autoencoder", "efficientnet_small", "samvit_small", "vit_small",
                          "eva02_small")
+# Slow cases whose contract and layer-wise checks run only with the rest of their checks, in the
+# slow suite: VGG-13 and VGG-19 (VGG-11 and VGG-16 stand for the family in every suite).
+LAYERS_IN_SLOW_SUITE_ONLY = ("vgg13", "vgg19")
 
 
 def get_case(name: str) -> ParityCase:

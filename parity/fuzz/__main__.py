@@ -18,6 +18,7 @@ import sys
 import time
 
 from canon.files import atomic_write
+from parity import frameworks
 from parity.fuzz import run, space
 from parity.runners import FrameworkRunner
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown kind(s) {unknown}; known: {', '.join(space.KINDS)}" if unknown else "--examples must be >= 1")
     kinds = args.kinds or list(space.KINDS)
     differences = [d for d in space.KNOWN_DIFFERENCES if set(d.kinds) & set(kinds)]
-    runners = {name: FrameworkRunner(name) for name in ("torch", "tf")}
+    runners = {name: FrameworkRunner(name) for name in frameworks.names()}
     start = time.perf_counter()
     try:
         print(f"{'kind':24s} {'':4s} {'tried':>5s} {'worst':>9s} {'seconds':>7s}  known differences set aside", flush=True)

@@ -77,7 +77,8 @@ def transposed_crop(size: int, kernel: int, stride: int, padding: str) -> tuple[
     return max(kernel - stride, 0) // 2, size * stride
 
 
-def spatial(config: dict, case: LayerCase) -> list[int]:
+def spatial(case: LayerCase) -> list[int]:
+    """The first input's spatial sizes (canonical: after batch and channels)."""
     return list(case.inputs[0].shape[2:])
 
 
@@ -419,7 +420,7 @@ def _symmetric_same_differs(case: LayerCase) -> bool:
     config = case.config
     if config.get("torch_padding") != "symmetric":
         return False
-    for i, size in enumerate(spatial(config, case)):
+    for i, size in enumerate(spatial(case)):
         if "kernel_size" in config:
             kernel, stride, dilation = config["kernel_size"][i], config["strides"][i], config["dilation_rate"][i]
             symmetric = (kernel - 1) * dilation // 2
@@ -433,7 +434,7 @@ def _symmetric_same_differs(case: LayerCase) -> bool:
 
 def _any_padding(case: LayerCase) -> bool:
     return any(same_pads(size, k, s, d) != (0, 0) for size, k, s, d in
-               zip(spatial(case.config, case), case.config["kernel_size"], case.config["strides"],
+               zip(spatial(case), case.config["kernel_size"], case.config["strides"],
                    case.config["dilation_rate"]))
 
 
@@ -448,7 +449,7 @@ def _ceil_mode_differs(case: LayerCase) -> bool:
     config = case.config
     return bool(config.get("ceil_mode")) and any(
         ceil_mode_outputs(size, *_pool_window(config, i)) != (size - _pool_window(config, i)[0]) // _pool_window(config, i)[1] + 1
-        for i, size in enumerate(spatial(config, case)))
+        for i, size in enumerate(spatial(case)))
 
 
 def _count_include_pad_differs(case: LayerCase) -> bool:
@@ -457,7 +458,7 @@ def _count_include_pad_differs(case: LayerCase) -> bool:
 
 
 def _resize_sizes(case: LayerCase) -> list[tuple[int, int]]:
-    return list(zip(spatial(case.config, case), (case.config["height"], case.config["width"])))
+    return list(zip(spatial(case), (case.config["height"], case.config["width"])))
 
 
 def _legacy_nearest_differs(case: LayerCase) -> bool:

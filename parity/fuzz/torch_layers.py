@@ -86,7 +86,7 @@ class Separable(nn.Module):
         return self.pointwise(self.depthwise(x))
 
 
-def conv_transpose(kind: str, channels: int, config: dict, sizes) -> nn.Module:
+def conv_transpose(kind: str, channels: int, config: dict) -> nn.Module:
     rank = rank_of(kind)
     kernel, stride = config["kernel_size"], config["strides"]
     extra = [max(s - k, 0) for k, s in zip(kernel, stride)]  # Keras' output reaches past torch's full one
@@ -236,7 +236,7 @@ def layer(kind: str, config: dict, shapes: list[tuple[int, ...]], layouts: list[
     """The torch module of one fuzzed Keras layer kind, for inputs of canonical ``shapes``."""
     channels, rank = shapes[0][1] if len(shapes[0]) > 1 else None, rank_of(kind)
     if kind.startswith("Conv") and "Transpose" in kind:
-        return conv_transpose(kind, channels, config, shapes[0][2:])
+        return conv_transpose(kind, channels, config)
     if kind.startswith("Conv"):
         return conv(kind, channels, config)
     if kind.startswith(("Depthwise", "Separable")):

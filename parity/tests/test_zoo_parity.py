@@ -35,7 +35,8 @@ def judged(result, parity_report, twin):
     return result
 
 
-@pytest.mark.parametrize("name", sorted(name for name, case in zoo.CASES.items() if case.slow and not case.full_size))
+@pytest.mark.parametrize("name", sorted(name for name, case in zoo.CASES.items() if case.slow and not case.full_size
+                                         and name not in zoo.LAYERS_IN_SLOW_SUITE_ONLY))
 def test_slow_cases_contract_and_layers_in_every_suite(twin_for, parity_report, name):
     """What the fast suite still checks of a slow case: the contract and every layer's output."""
     twin = twin_for(name)
