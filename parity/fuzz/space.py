@@ -505,8 +505,8 @@ KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
                     lambda case: case.config["key_dim"] == 1 and case.config["num_heads"] in
                     {s.shape[1] for s in case.inputs},
                     "with key_dim 1 and as many heads as tokens, Keras' MultiHeadAttention adds its projection "
-                    "biases wrongly (off a NumPy reference; hidden in the forward by torch's zero-initialised "
-                    "biases, shown by their gradient)", 42),
+                    "biases wrongly (off a NumPy reference; a forward check of torch's zero-initialised biases "
+                    "agrees to the bit)", 42),
     KnownDifference("tf_float32_constant_activation", ("Activation",),
                     lambda case: case.config.get("activation") in ("hard_sigmoid", "hard_silu"),
                     "Keras' hard_sigmoid divides by 6 through a float32 constant on TensorFlow: its float64 "

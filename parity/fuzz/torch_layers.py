@@ -336,4 +336,8 @@ def create(name: str, **config) -> nn.Module:
     torch.manual_seed(config.pop("seed", 0))
     shapes, layouts = [tuple(s) for s in config.pop("shapes")], config.pop("layouts")
     config.pop("dtypes")
-    return Single(layer(name, config, shapes, layouts))
+    model = Single(layer(name, config, shapes, layouts))
+    with torch.no_grad():  # no zero-initialised bias or unit scale: each weight must show how it is applied
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.5)
+    return model
