@@ -108,13 +108,27 @@ class KindResult:
                 "tried": self.tried}
 
 
-def _settings(examples: int, seed: int):
-    def apply(test):
-        configured = settings(max_examples=examples, database=None, deadline=None, print_blob=False,
-                              suppress_health_check=list(HealthCheck),
-                              phases=(Phase.explicit, Phase.generate, Phase.shrink))(test)
-        return hypothesis_seed(seed)(configured)
-    return apply
+class _Shrunk(Exception):
+    """Raised by a judged example that must be shrunk (its verdict is already recorded)."""
+
+
+def _search(strategy, examples: int, seed: int, judge) -> None:
+    """Run ``judge(case)`` on up to ``examples`` drawn cases, fixed seed, no example database;
+    ``judge`` answers True where hypothesis is to shrink toward a smaller case, and records what
+    it saw (hypothesis replays the minimal case last).  Unsatisfiable (every draw filtered out)
+    reaches the caller."""
+    @hypothesis_seed(seed)
+    @settings(max_examples=examples, database=None, deadline=None, print_blob=False,
+              suppress_health_check=list(HealthCheck), phases=(Phase.explicit, Phase.generate, Phase.shrink))
+    @given(strategy)
+    def search(case):
+        if judge(case):
+            raise _Shrunk()
+
+    try:
+        search()
+    except _Shrunk:
+        pass
 
 
 def probe_kind(kind: str, examples: int, runners: dict, seed: int = FUZZ_SEED) -> KindResult:
@@ -128,22 +142,18 @@ def probe_kind(kind: str, examples: int, runners: dict, seed: int = FUZZ_SEED) -
             result.excluded[known[0].key] += 1
         return not known
 
-    @_settings(examples, seed)
-    @given(space.cases(kind).filter(outside_known))
-    def agree(case):
+    def disagrees(case) -> bool:
         outcome = check_layer(case, runners)
         result.examples += 1
         result.passed += outcome.passed
         result.worst = max(result.worst, outcome.worst or 0.0)
         result.tried.append({**case.to_dict(), "passed": outcome.passed, "worst_abs_error": outcome.worst})
         if not outcome.passed:
-            result.failure = outcome  # hypothesis replays the minimal example last
-            raise AssertionError(outcome.failures)
+            result.failure = outcome
+        return not outcome.passed
 
     try:
-        agree()
-    except AssertionError:
-        pass
+        _search(space.cases(kind).filter(outside_known), examples, seed, disagrees)
     except Unsatisfiable:  # every configuration drawn lies in a known difference (result.excluded says which)
         pass
     result.seconds = time.perf_counter() - start
@@ -188,18 +198,12 @@ def probe_known_difference(difference: space.KnownDifference, examples: int, run
 
 
 def _show(strategy, examples: int, seed: int, result: DifferenceResult, runners: dict) -> None:
-    @_settings(examples, seed)
-    @given(strategy)
-    def agree(case):
+    def disagrees(case) -> bool:
         outcome = check_layer(case, runners)
         result.examples += 1
-        if outcome.passed:
-            result.agreed += 1
-            return
-        result.minimal = outcome
-        raise AssertionError(outcome.failures)
+        result.agreed += outcome.passed
+        if not outcome.passed:
+            result.minimal = outcome
+        return not outcome.passed
 
-    try:
-        agree()
-    except AssertionError:
-        pass
+    _search(strategy, examples, seed, disagrees)
