@@ -96,3 +96,21 @@ def _local_devices(device: str, replicas: int) -> list[str]:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
     return [f"/cpu:{i}" for i in range(replicas)]
+
+
+def synchronized_moments(x, axes, count):
+    """Mean, biased variance and sample count over every replica's batch together, in two passes
+    (the mean, then the squared deviations from it) as one replica computes them; Keras' own
+    synchronized moments take E(x^2) - E(x)^2, which cancels digits.  None outside a strategy of
+    several replicas (the layer then takes its own batch's)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+
+    def total_of(value):
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+    total = total_of(count)
+    mean = total_of(tf.reduce_sum(x, axis=axes, keepdims=True)) / total
+    variance = total_of(tf.reduce_sum(tf.square(x - mean), axis=axes, keepdims=True)) / total
+    return tf.squeeze(mean, axes), tf.squeeze(variance, axes), total

@@ -7,7 +7,6 @@ ZeroPadding2D) so that every compared layer has exactly one canonical name.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 
@@ -62,6 +61,15 @@ class PaddedMaxPool2D(_ExplicitPadding, keras.layers.MaxPooling2D):
     pad_value = float("-inf")
 
 
+def _statistics_dtype(dtype) -> str:
+    """float16/bfloat16 statistics in float32, float32 and float64 as they are.  Keras' own
+    ``result_type(dtype, "float32")`` gives float32 for float64 on the JAX and torch backends (it
+    maps 64-bit results to 32-bit, as JAX does without x64): its BatchNormalization computes a
+    float64 model's normalisation in float32 there (docs/pitfalls.md)."""
+    dtype = keras.backend.standardize_dtype(dtype)
+    return dtype if dtype in ("float32", "float64") else "float32"
+
+
 @keras.saving.register_keras_serializable(package="twinframe")
 class BatchNorm(keras.layers.BatchNormalization):
     """BatchNormalization whose moving variance takes the *unbiased* batch variance.
@@ -69,18 +77,22 @@ class BatchNorm(keras.layers.BatchNormalization):
     torch (and TF 2's fused BN) update running_var with n/(n-1) * var; Keras 3
     uses the biased variance.  Normalisation itself uses the biased variance in all.
     ``synchronized`` (a data-parallel run's --sync-batchnorm): the statistics of the whole batch
-    over every replica, as torch's SyncBatchNorm.
+    over every replica, as torch's SyncBatchNorm.  Inference too is written here: Keras' own
+    computes float64 in float32 on the JAX and torch backends (``_statistics_dtype``).
     """
 
     def call(self, inputs, training=None, mask=None):
-        if not (training and self.trainable) or mask is not None or self.renorm:
+        if mask is not None or self.renorm:
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # float16 -> float32, float64 stays
-        mean, variance, count = self._batch_moments(x)
-        unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
-        moving_mean, moving_variance = ops.cast(self.moving_mean, x.dtype), ops.cast(self.moving_variance, x.dtype)
-        self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
-        self.moving_variance.assign(moving_variance * self.momentum + unbiased * (1.0 - self.momentum))
+        x = ops.cast(inputs, _statistics_dtype(inputs.dtype))
+        if training and self.trainable:
+            mean, variance, count = self._batch_moments(x)
+            unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
+            moving_mean, moving_variance = ops.cast(self.moving_mean, x.dtype), ops.cast(self.moving_variance, x.dtype)
+            self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(moving_variance * self.momentum + unbiased * (1.0 - self.momentum))
+        else:
+            mean, variance = ops.cast(self.moving_mean, x.dtype), ops.cast(self.moving_variance, x.dtype)
         outputs = ops.batch_normalization(
             x, mean, variance, axis=self.axis, offset=ops.cast(self.beta, x.dtype),
             scale=ops.cast(self.gamma, x.dtype), epsilon=self.epsilon,
@@ -89,19 +101,17 @@ class BatchNorm(keras.layers.BatchNormalization):
 
     def _batch_moments(self, x):
         """Mean, biased variance and sample count per channel: of this replica's batch, or, when
-        synchronized under a strategy, of every replica's together, in two passes (the mean, then
-        the squared deviations from it) as one replica computes them; Keras' own synchronized
-        moments take E(x^2) - E(x)^2, which cancels digits."""
-        count = tf.cast(tf.size(x), x.dtype) / tf.cast(tf.shape(x)[self.axis], x.dtype)
-        context = tf.distribute.get_replica_context() if self.synchronized else None
-        if context is None or context.num_replicas_in_sync == 1:
-            mean, variance = ops.moments(x, axes=self._reduction_axes)
-            return mean, variance, count
-        axes, total_of = self._reduction_axes, lambda value: context.all_reduce(tf.distribute.ReduceOp.SUM, value)
-        total = total_of(count)
-        mean = total_of(tf.reduce_sum(x, axis=axes, keepdims=True)) / total
-        variance = total_of(tf.reduce_sum(tf.square(x - mean), axis=axes, keepdims=True)) / total
-        return tf.squeeze(mean, axes), tf.squeeze(variance, axes), total
+        synchronized (only under a TensorFlow strategy), of every replica's together
+        (impl_tf.distributed)."""
+        count = ops.cast(ops.size(x), x.dtype) / ops.cast(ops.shape(x)[self.axis], x.dtype)
+        if self.synchronized:
+            from impl_tf.distributed import synchronized_moments  # TensorFlow's: only a data-parallel TF run sets it
+
+            moments = synchronized_moments(x, self._reduction_axes, count)
+            if moments is not None:
+                return moments
+        mean, variance = ops.moments(x, axes=self._reduction_axes)
+        return mean, variance, count
 
 
 @keras.saving.register_keras_serializable(package="twinframe")
@@ -172,11 +182,11 @@ class PixelShuffle(keras.layers.Layer):
 
     def call(self, inputs):
         r = self.factor
-        n, h, w = tf.shape(inputs)[0], tf.shape(inputs)[1], tf.shape(inputs)[2]
+        n, h, w = ops.shape(inputs)[:3]
         c = inputs.shape[-1] // (r * r)
-        x = tf.reshape(inputs, [n, h, w, c, r, r])
-        x = tf.transpose(x, [0, 1, 4, 2, 5, 3])  # (n, h, i, w, j, c)
-        return tf.reshape(x, [n, h * r, w * r, c])
+        x = ops.reshape(inputs, (n, h, w, c, r, r))
+        x = ops.transpose(x, (0, 1, 4, 2, 5, 3))  # (n, h, i, w, j, c)
+        return ops.reshape(x, (n, h * r, w * r, c))
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
@@ -209,8 +219,8 @@ class AdaptiveAvgPool2D(keras.layers.Layer):
         self.output_size = tuple(output_size)
 
     def call(self, inputs):
-        rows = _adaptive_pool_matrix(tf.shape(inputs)[1], self.output_size[0], inputs.dtype)
-        cols = _adaptive_pool_matrix(tf.shape(inputs)[2], self.output_size[1], inputs.dtype)
+        rows = _adaptive_pool_matrix(ops.shape(inputs)[1], self.output_size[0], inputs.dtype)
+        cols = _adaptive_pool_matrix(ops.shape(inputs)[2], self.output_size[1], inputs.dtype)
         x = ops.einsum("ih,nhwc->niwc", rows, inputs)
         return ops.einsum("jw,niwc->nijc", cols, x)
 

@@ -3,6 +3,10 @@
 Everything that differs between frameworks outside their adapters and twins is a field here:
 runners, training backends, the zoo, port, the CLIs, demo, bench and compare read this table,
 so a third framework is one more row (and its adapter, twins and trainer).
+
+Two kinds of row: twins (torch, tf: two implementations, the default matrix of every check) and
+backends (``backend_of``): the same Keras twins run by Keras 3 on another backend, JAX or torch,
+each in a worker of its own.  ``names()`` is the default matrix; ``every()`` adds the backends.
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ class Framework:
     adapter: str  # "module:Class" of its parity.protocol.Adapter, imported only in this framework's process
     model_factory: str  # "package:function" building the zoo twins
     training: str  # the trainer module of training runs
-    distributed: str  # its data-parallel engine module (an Engine: rank, size, collectives)
-    launcher: str  # "module:function" that starts `run.py --nproc N`'s ranks and supervises them (repro/launch.py)
+    distributed: str | None  # its data-parallel engine module (an Engine: rank, size, collectives); None: none
+    launcher: str | None  # "module:function" that starts `run.py --nproc N`'s ranks and supervises them (repro/launch.py)
     native_suffix: str  # the suffix of its own checkpoint files (`python -m parity port`)
     modules: tuple[str, ...]  # top-level modules whose presence in sys.modules means it is loaded
     packages: tuple[str, ...]  # distributions whose versions a run record keeps
     environment: tuple[tuple[str, str], ...] = ()  # set before it is imported (a user's value wins)
     replicas_per_process: bool = False  # its engine spreads one process over several devices (--replicas)
     sync_batchnorm_on_cpu: bool = False  # its synchronized BatchNorm (--sync-batchnorm) runs on CPU too
+    backend_of: str | None = None  # a backend row: the framework whose twins (model factory, trainer) it runs
 
     # Loading either imports the framework: only in the one process that is to hold it.
     def load_adapter(self) -> Adapter:
@@ -48,6 +53,16 @@ FRAMEWORKS: dict[str, Framework] = {
                   modules=("tensorflow", "keras"), packages=("tensorflow", "keras"),
                   environment=(("KERAS_BACKEND", "tensorflow"),), replicas_per_process=True,
                   sync_batchnorm_on_cpu=True),
+        # Keras' twins on JAX: float64 needs x64 on; XLA's CPU pool is one thread (fixed at JAX's start)
+        Framework("keras-jax", "Keras 3 on JAX", "parity.adapters.keras_jax_adapter:KerasJaxAdapter",
+                  "impl_tf:create_model", "impl_tf.training", None, None, ".weights.h5",
+                  modules=("jax",), packages=("jax", "jaxlib", "keras"), backend_of="tf",
+                  environment=(("KERAS_BACKEND", "jax"), ("JAX_ENABLE_X64", "1"),
+                               ("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"))),
+        Framework("keras-torch", "Keras 3 on PyTorch", "parity.adapters.keras_torch_adapter:KerasTorchAdapter",
+                  "impl_tf:create_model", "impl_tf.training", None, None, ".weights.h5",
+                  modules=("keras", "torch"), packages=("torch", "keras"), backend_of="tf",
+                  environment=(("KERAS_BACKEND", "torch"),)),
     )
 }
 # The reference side: parity transfers its weights to the others, port reads its checkpoints by
@@ -56,11 +71,27 @@ REFERENCE = "torch"
 
 
 def names() -> tuple[str, ...]:
+    """The default matrix: the reference and the twins judged against it."""
+    return tuple(name for name, row in FRAMEWORKS.items() if row.backend_of is None)
+
+
+def every() -> tuple[str, ...]:
+    """Every row: the default matrix and the backend rows."""
     return tuple(FRAMEWORKS)
 
 
+def backends() -> tuple[str, ...]:
+    """The backend rows: a twin's own code on another backend."""
+    return tuple(name for name, row in FRAMEWORKS.items() if row.backend_of is not None)
+
+
 def candidates() -> tuple[str, ...]:
-    """Every framework judged against the reference."""
+    """The twins of the default matrix judged against the reference."""
+    return tuple(name for name in names() if name != REFERENCE)
+
+
+def judged() -> tuple[str, ...]:
+    """Every row judged against the reference (the candidates and the backend rows)."""
     return tuple(name for name in FRAMEWORKS if name != REFERENCE)
 
 
@@ -99,5 +130,6 @@ def environment(name: str) -> dict[str, str]:
 
 
 def loaded(modules) -> list[str]:
-    """The frameworks whose modules are among ``modules`` (e.g. ``sys.modules``)."""
-    return [row.name for row in FRAMEWORKS.values() if any(m in modules for m in row.modules)]
+    """The twin frameworks whose modules are among ``modules`` (e.g. ``sys.modules``).  A backend
+    row shares its modules with the twins (Keras, torch), so it is not told apart by them."""
+    return [name for name in names() if any(m in modules for m in FRAMEWORKS[name].modules)]

@@ -134,6 +134,9 @@ def check_options(args: argparse.Namespace) -> None:
         if value is not None and value < 1:
             raise TwinframeError(f"{option_name(dest)} must be >= 1, got {value}")
     check_device(args.device)
+    if (args.nproc or 1) > 1 and args.framework and frameworks.get(args.framework).distributed is None:
+        raise TwinframeError(f"--nproc: {frameworks.get(args.framework).title} has no data-parallel engine in "
+                             f"twinframe; train it in one process, or use --framework {frameworks.get(args.framework).backend_of}")
     if args.replicas > 1 and args.framework and not frameworks.get(args.framework).replicas_per_process:
         raise TwinframeError(f"--replicas: {frameworks.get(args.framework).title} runs one replica per process; "
                              f"use --nproc")

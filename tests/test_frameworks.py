@@ -24,9 +24,11 @@ def test_every_row_names_modules_that_exist_without_importing_them():
     for row in frameworks.FRAMEWORKS.values():
         package, _, function = row.model_factory.partition(":")
         assert function, row.model_factory
-        assert ":" in row.launcher, row.launcher
-        for module in (row.adapter.partition(":")[0], row.training, row.distributed, row.launcher.partition(":")[0],
-                       package):
+        # a backend row has no data-parallel engine of its own (run.py refuses --nproc for it)
+        assert (row.distributed is None) == (row.launcher is None) == (row.backend_of is not None), row.name
+        assert row.backend_of is None or row.backend_of in frameworks.names()
+        engine = (row.distributed, row.launcher.partition(":")[0]) if row.launcher else ()
+        for module in (row.adapter.partition(":")[0], row.training, *engine, package):
             assert (ROOT / (module.replace(".", "/") + ".py")).is_file() or \
                 (ROOT / module.replace(".", "/") / "__init__.py").is_file(), module
         assert row.native_suffix.startswith(".") and row.modules and row.packages

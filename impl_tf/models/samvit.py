@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from canon.models.samvit import (
@@ -41,7 +40,7 @@ class ToGrid(keras.layers.Layer):
     canonical_layout = "plain"
 
     def call(self, x):
-        return tf.identity(x)
+        return ops.copy(x)
 
 
 class ToImage(keras.layers.Layer):
@@ -50,7 +49,7 @@ class ToImage(keras.layers.Layer):
     canonical_layout = "channels"
 
     def call(self, x):
-        return tf.identity(x)
+        return ops.copy(x)
 
 
 def patch_embed(x, config: SamViTConfig):

@@ -1,9 +1,6 @@
-"""Keras 3 (TensorFlow backend) side of the parity protocol (imported only where TensorFlow is held).
-
-How a Keras model is named, bound to canonical weights and recorded is ``keras_model``'s (the
-backend-free part); this module adds what is TensorFlow's: settings, gradients and ONNX export.
-Activations cross in the canonical (torch) layout: each array is converted by the layout its
-layer kind rules (``parity.mappings``) or the case declares for a model input.
+"""Keras 3 on the TensorFlow backend: the parity protocol's Keras adapter with TensorFlow's
+settings, gradients (a GradientTape) and ONNX export (tf2onnx).  Imported only where TensorFlow
+is held; everything backend-free is ``keras_adapter``'s.
 """
 
 from __future__ import annotations
@@ -11,7 +8,6 @@ from __future__ import annotations
 import inspect
 import os
 import platform
-import random
 
 import numpy as np
 import tensorflow as tf
@@ -20,16 +16,9 @@ import keras
 from parity import protocol
 from parity.adapters import common
 from parity.adapters import keras_model as km
-from parity.protocol import Adapter, grad_key, layer_key, load_arrays, output_key, save_arrays, state_key
+from parity.adapters.keras_adapter import KerasAdapter, _Built
 from canon.files import atomic_write
 from canon import layout
-from canon.weights import WeightTransfer, load_canonical, save_canonical
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    keras.utils.set_random_seed(seed)  # Python, NumPy and TF seeds, and Keras' own generator
 
 
 def _gelu_in_its_dtype(features, approximate=False, name=None):
@@ -54,100 +43,6 @@ def _leaky_relu_in_its_dtype(features, alpha=0.2, name=None):
         return tf.where(features > 0, features, features * tf.constant(alpha, features.dtype))
 
 
-class _Built:
-    """A model with what the protocol keeps beside it: its named layers, its weight slots, the
-    conversion of each input, and the layouts one recorded pass found."""
-
-    def __init__(self, net, dtype: str, input_conversions: list[str]):
-        self.net, self.dtype = net, dtype
-        self.units = km.units(net)
-        self.slots = km.slots(net)
-        self.input_conversions = input_conversions
-        self.conversions: dict[str, str] = {}
-        self.input_layouts: dict[str, list[str]] = {}
-        self.input_shapes: dict[str, list[tuple[int, ...]]] = {}
-        self.takes_list: dict[str, bool] = {}
-        self.output_conversions: list[str] = []
-        self.output_producers: list[str] = []
-
-    def inputs(self, arrays: dict) -> list[np.ndarray]:
-        return km.to_keras_inputs(protocol.model_inputs(arrays), self.input_conversions, self.dtype)
-
-    def call(self, inputs: list, training: bool = False, record=(), with_inputs: bool = False) -> km.Recorder:
-        recorder = km.Recorder(self.units, self.input_conversions, record, with_inputs)
-        # tensors, not arrays: a model converts arrays itself, and the recorder follows tensors by identity
-        inputs = [x if tf.is_tensor(x) else tf.constant(x) for x in inputs]
-        with recorder:
-            recorder.result = self.net(inputs if len(inputs) > 1 else inputs[0], training=training)
-        self.conversions.update(recorder.conversions)
-        self.input_layouts.update(recorder.input_layouts)
-        self.input_shapes.update(recorder.input_shapes)
-        self.takes_list.update(recorder.takes_list)
-        self.output_conversions = recorder.output_conversions
-        self.output_producers = recorder.output_producers
-        return recorder
-
-    def output_arrays(self, result) -> dict[str, np.ndarray]:
-        arrays = {}
-        for index, tensor in enumerate(km.flatten(result)):
-            conversion = self.output_conversions[index] if index < len(self.output_conversions) else km.UNRESOLVED
-            array = np.asarray(tensor)
-            if conversion == km.UNRESOLVED:
-                if array.ndim >= 3:
-                    producer = self.output_producers[index] if index < len(self.output_producers) else ""
-                    if producer in self.units:
-                        raise ValueError(km.unresolved_message(producer, self.units[producer], array.shape))
-                    raise ValueError(f"the layout of model output {index} (shape {array.shape}) cannot be told: "
-                                     "the layer that makes it needs a declared layout (docs/byo.md)")
-                conversion = layout.PLAIN
-            arrays[output_key(index)] = layout.to_canonical(array, conversion)
-        return arrays
-
-    def input_array(self, path: str, index: int, array: np.ndarray) -> np.ndarray:
-        conversion = self.input_layouts[path][index]
-        if conversion == km.UNRESOLVED:
-            if array.ndim >= 3:
-                raise ValueError(f"the layout of input {index} of Keras layer {path!r} (shape {array.shape}) cannot be "
-                                 "told: the layer that made it needs a declared layout (docs/byo.md)")
-            conversion = layout.PLAIN
-        return layout.to_canonical(array, conversion)
-
-    def layer_array(self, path: str, array: np.ndarray) -> np.ndarray:
-        conversion = self.conversions.get(path, km.UNRESOLVED)
-        if conversion == km.UNRESOLVED:
-            raise ValueError(km.unresolved_message(path, self.units[path], array.shape))
-        return layout.to_canonical(array, conversion)
-
-
-def _conversions(net, inputs: list[dict] | None) -> list[str]:
-    """Each model input's conversion: declared, or (a zoo model, built with its inputs) channels for an image."""
-    if inputs:
-        return [layout.activation_layout(spec.get("layout", "image"), spec.get("shape")) for spec in inputs]
-    declared = getattr(net, "inputs", None) or []
-    return [layout.CHANNELS if len(t.shape) >= 3 else layout.PLAIN for t in declared]
-
-
-def _build_on_zeros(net, inputs: list[dict], dtype: str) -> None:
-    """A subclassed model or a Sequential without an Input creates its weights on first call."""
-    zeros = [np.zeros(tuple(spec["shape"]), dtype=spec.get("dtype", "float32")) for spec in inputs]
-    conversions = [layout.activation_layout(spec.get("layout", "image"), spec["shape"]) for spec in inputs]
-    arrays = km.to_keras_inputs(zeros, conversions, dtype)
-    net(arrays if len(arrays) > 1 else arrays[0], training=False)
-
-
-# -- gradients ---------------------------------------------------------------
-
-def _loss(kind: str, output, target):
-    ops = keras.ops
-    if kind == "cross_entropy":
-        return ops.mean(keras.losses.sparse_categorical_crossentropy(target, output, from_logits=True))
-    if kind == "bce_logits":
-        return ops.mean(ops.binary_crossentropy(target, output, from_logits=True))
-    if kind == "bce":  # torch's BCELoss: log clamped at -100 (Keras' own clips p at 1e-7 instead)
-        log_p, log_q = ops.maximum(ops.log(output), -100.0), ops.maximum(ops.log(1.0 - output), -100.0)
-        return -ops.mean(target * log_p + (1.0 - target) * log_q)
-    return ops.mean(ops.square(output - target))
-
 
 # -- ONNX ----------------------------------------------------------------------
 
@@ -155,11 +50,6 @@ def _loss(kind: str, output, target):
 # bottleneck (VGG's 25088x4096 Dense alone: 75 s and 15 GB; ViT-B/16's 86 M parameters in 150
 # tensors: 16 GB); below it, constants are the faster path (MeDiANet's ~1000 small tensors export
 # twice as fast as constants than as arguments).
-# the layers that are random in training, and the option that switches each off for the
-# gradients pass (torch's dropout modules are put in eval mode for it)
-_NOISE_LAYERS = ((keras.layers.Dropout, "rate"), (keras.layers.GaussianDropout, "rate"),
-                 (keras.layers.AlphaDropout, "rate"), (keras.layers.GaussianNoise, "stddev"))
-
 LARGE_WEIGHT = 1 << 24
 LARGE_MODEL = 1 << 25
 
@@ -241,23 +131,9 @@ def _trace_weights_as_arguments(built: _Built, specs: list, opset: int):
     return proto
 
 
-def _recorded(built: _Built, capture) -> list[str]:
-    """The layers a forward records: the names asked for, every leaf for True, none for False."""
-    if capture is True:
-        return [path for path, unit in built.units.items() if path and not unit.children]
-    unknown = [name for name in (capture or []) if name not in built.units]
-    if unknown:
-        raise KeyError(f"the Keras model has no layer(s) {unknown[:5]}")
-    return list(capture or [])
-
-
 # -- the ops ------------------------------------------------------------------
-class TfAdapter(Adapter):
+class TfAdapter(KerasAdapter):
     framework = "tf"
-
-    def __init__(self):
-        self._models = common.Models()
-        self._settings = {"device": "cpu", "threads": 1, "deterministic": True}
 
     def setup(self, threads: int = 1, device: str = "cpu", deterministic: bool = True) -> dict:
         if device == "cpu":
@@ -296,207 +172,15 @@ class TfAdapter(Adapter):
             },
         }
 
-    def build(self, handle: str, factory: str, model: str, config: dict, seed: int, dtype: str = "float32",
-              inputs: list[dict] | None = None) -> dict:
-        seed_everything(seed)
-        # Every layer built now computes and stores in dtype.  Keras caches its global dtype
-        # policy at first use, so setting floatx alone would not reach a second build.
-        previous = keras.config.floatx(), keras.config.dtype_policy()
-        compute = "float32" if dtype.startswith("mixed_") else dtype  # mixed: float32 variables
-        keras.config.set_floatx(compute)
-        keras.config.set_dtype_policy(dtype)
-        try:
-            net = common.load_factory(factory)(model, **config)
-            if not isinstance(net, keras.Model):
-                raise ValueError(f"factory {factory!r} must return a keras.Model (functional, Sequential or "
-                                f"subclassed), got {type(net).__name__}")
-            if not net.built or (inputs and not net.weights and not getattr(net, "inputs", None)):
-                if not inputs:
-                    raise ValueError(f"the Keras model from {factory!r} is not built (a subclassed model, or a "
-                                     "Sequential without an Input): give the case its input shapes")
-                _build_on_zeros(net, inputs, compute)
-        finally:
-            keras.config.set_floatx(previous[0])
-            keras.config.set_dtype_policy(previous[1])
-        built = _Built(net, compute, _conversions(net, inputs))
-        if compute == "float64":
-            for unit in built.units.values():
-                if unit.mapping is not None and unit.mapping.prepare_float64 is not None:
-                    unit.mapping.prepare_float64(unit.layer)
-        if inputs:  # one recorded pass finds every layer's layout, before any real input
-            zeros = [np.zeros(tuple(spec["shape"]), dtype=spec.get("dtype", "float32")) for spec in inputs]
-            built.call(km.to_keras_inputs(zeros, built.input_conversions, compute))
-        self._models.put(handle, built)
-        return {
-            "weights": {name: list(shape) for name, shape in km.canonical_shapes(built.slots).items()},
-            "parameters": int(sum(int(np.prod(v.shape)) for v in net.trainable_weights)),
-            "layers": [path for path, unit in built.units.items() if path and not unit.children],
-            "modules": km.describe(built.units, built.slots),
-            "lossy": km.lossy_groups(built.slots),
-        }
-
-    def free(self, handle: str) -> None:
-        self._models.drop(handle)
-
-    def model(self, handle: str):
-        """The framework model behind a handle (for in-process users such as repro/)."""
-        return self._models.get(handle).net
-
-    def save_weights(self, handle: str, path: str, metadata: dict | None = None) -> dict:
-        tensors = km.canonical_weights(self._models.get(handle).slots)
-        return {"digest": save_canonical(path, tensors, {"framework": self.framework, **(metadata or {})})}
-
-    def load_weights(self, handle: str, path: str) -> dict:
-        built = self._models.get(handle)
-        transfer = WeightTransfer(load_canonical(path), target=f"keras model {handle!r}")
-        for name, shape in km.canonical_shapes(built.slots).items():
-            transfer.expect(name, shape)
-        transfer.check()
-        for slot in built.slots:
-            # in the variables' dtype before the mapping computes: a float64 model's summed biases
-            # must be summed in float64, not rounded to the file's float32 first
-            dtype = np.dtype(slot.variables[0].dtype)
-            given = [transfer.take(name) for name in slot.names]
-            values = slot.rule.to_keras(*(a.astype(dtype) if np.issubdtype(a.dtype, np.floating) else a for a in given))
-            for variable, value in zip(slot.variables, values):
-                if tuple(value.shape) != tuple(variable.shape):
-                    raise ValueError(f"mapping of layer {slot.layer!r} gives {variable.path!r} the shape {value.shape}, "
-                                     f"the variable is {tuple(variable.shape)}")
-                # cast here: TF would hold the float32 tensor and its cast beside the variable
-                variable.assign(np.asarray(value, dtype=variable.dtype))
-        return transfer.finish()
-
-    def load_native(self, handle: str, path: str) -> dict:
-        """Load Keras weights (``.weights.h5``) into the model."""
-        net = self._models.get(handle).net
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"Keras weights file not found: {path}")
-        try:
-            net.load_weights(path)
-        except (ValueError, OSError) as error:
-            raise ValueError(f"{path} does not fit model {handle!r}: {error}") from None
-        return {"tensors": len(net.weights), "parameters": int(sum(int(np.prod(v.shape)) for v in net.trainable_weights))}
-
-    def save_native(self, handle: str, path: str) -> dict:
-        """Keras weights file; the name must end in ``.weights.h5`` (Keras' rule)."""
-        atomic_write(path, lambda target: self._models.get(handle).net.save_weights(target))
-        return {"path": path}
-
-    def forward(self, handle: str, input_path: str, output_path: str, capture=False) -> dict:
-        """``capture``: the layers to record (a list of names), True for every leaf, False for none."""
-        built = self._models.get(handle)
-        data = load_arrays(input_path)
-        record = _recorded(built, capture)
-        recorder = built.call(built.inputs(data), record=record, with_inputs=bool(record))
-        arrays = built.output_arrays(recorder.result)
-        for key, value in recorder.arrays.items():
-            kind, _, rest = key.partition(":")
-            if kind == protocol.INPUT:
-                path, _, index = rest.rpartition(":")
-                arrays[key] = built.input_array(path, int(index), value)
-            else:
-                arrays[key] = built.layer_array(rest, value)
-        if record:
-            arrays.update(protocol.input_arrays(protocol.model_inputs(data)))
-        save_arrays(output_path, arrays)
-        return {"layers": [path for path in recorder.order if path in record]}
-
-    def forward_isolated(self, handle: str, reference_path: str, output_path: str, layers: list[str]) -> dict:
-        """Run each layer alone on the reference framework's input to that layer."""
-        built = self._models.get(handle)
-        reference = load_arrays(reference_path)
-        if not built.input_layouts:  # no pass has been recorded yet: one on the reference's model inputs
-            built.call(built.inputs(reference))
-        arrays, not_isolated = {}, {}
-        for name in layers:
-            unit = built.units[name]
-            conversions = built.input_layouts.get(name)
-            if conversions is None:
-                raise ValueError(f"Keras layer {name!r} did not run in the recorded pass")
-            captured = common.layer_inputs(reference, name)
-            order = unit.mapping.call_order if unit.mapping is not None and unit.mapping.call_order else None
-            if order and len(captured) == len(order):
-                captured = [captured[i] for i in order]
-                conversions = [conversions[min(i, len(conversions) - 1)] for i in order]
-            given = [layout.from_canonical(x, c if c != km.UNRESOLVED else layout.PLAIN) for x, c in
-                     zip(captured, conversions + [conversions[-1]] * (len(captured) - len(conversions)))]
-            given = [x.astype(built.dtype) if np.issubdtype(x.dtype, np.floating) else x for x in given]
-            own = built.input_shapes.get(name, [])
-            if [tuple(x.shape) for x in given] != (own if not order else [own[min(i, len(own) - 1)] for i in order]):
-                # torch's module pads inside, the Keras twin in a layer before (ZeroPadding2D): this
-                # layer sees another input than torch's, so it is judged only in the propagated passes
-                not_isolated[name] = (f"its Keras input {own} is not torch's {[tuple(x.shape) for x in given]}: "
-                                      "it comes through layers torch does not have (a padding layer?)")
-                continue
-            call = unit.layer(given, training=False) if built.takes_list.get(name) else unit.layer(*given, training=False)
-            result = km.flatten(call)[0]
-            arrays[layer_key(name)] = built.layer_array(name, np.asarray(result))
-        save_arrays(output_path, arrays)
-        return {"layers": [name for name in layers if name not in not_isolated], "not_isolated": not_isolated}
-
-    def gradients(self, handle: str, input_path: str, output_path: str, loss: str = "cross_entropy",
-                  capture: list | None = None) -> dict:
-        """One train-mode forward/backward (dropout off); the model's state is restored after.
-
-        Writes the gradient of every trainable weight, of each floating input, and the state after
-        the pass: every non-trainable weight (BN moving statistics, frozen weights), all keyed by
-        canonical name in canonical layout.
-        """
-        built = self._models.get(handle)
-        net = built.net
-        data = load_arrays(input_path)
-        inputs = [tf.constant(x) for x in built.inputs(data)]
-        watched = [i for i, x in enumerate(inputs) if x.dtype.is_floating]
-        state = [v for v in net.weights if not v.trainable]  # what a pass can change (BN statistics)
-        snapshot = [np.array(v.numpy()) for v in state]
-        noise = [(unit.layer, attribute) for unit in built.units.values() for cls, attribute in _NOISE_LAYERS
-                 if isinstance(unit.layer, cls)]
-        rates = [getattr(layer, attribute) for layer, attribute in noise]
-        trained = [slot for slot in built.slots if slot.trainable]
-        try:
-            for layer, attribute in noise:
-                setattr(layer, attribute, 0.0)
-            with tf.GradientTape() as tape:
-                for index in watched:
-                    tape.watch(inputs[index])
-                recorder = built.call(inputs, training=True, record=_recorded(built, capture or []),
-                                      with_inputs=bool(capture))
-                outputs = km.flatten(recorder.result)
-                plan = common.loss_plan(loss, data, len(outputs))
-                value = sum(_loss(kind, out, target if kind == "cross_entropy" else
-                                  layout.from_canonical(target, built.output_conversions[i]).astype(built.dtype))
-                            for i, (out, (kind, target)) in enumerate(zip(outputs, plan)))
-                if net.losses:  # weight penalties (e.g. L2 kernel regularizers)
-                    value = value + keras.ops.sum(keras.ops.stack(net.losses))
-            variables = [v for slot in trained for v in slot.variables]
-            gradients = tape.gradient(value, variables + [inputs[i] for i in watched])
-            arrays, position = {}, 0
-            for slot in trained:
-                given = gradients[position:position + len(slot.variables)]
-                position += len(slot.variables)
-                if any(g is None for g in given):
-                    continue
-                dense = [np.asarray(tf.convert_to_tensor(g)) for g in given]  # an Embedding's is sparse
-                arrays.update({grad_key(n): g for n, g in zip(slot.names, slot.rule.gradients(*dense))})
-            for index, gradient in zip(watched, gradients[position:]):
-                arrays[protocol.input_gradient_key(index)] = layout.to_canonical(np.asarray(gradient),
-                                                                                 built.input_conversions[index])
-            for slot in built.slots:
-                if not slot.trainable:
-                    values = [np.asarray(v.numpy()) for v in slot.variables]
-                    arrays.update({state_key(n): a for n, a in zip(slot.names, slot.rule.from_keras(*values))})
-        finally:
-            for (layer, attribute), rate in zip(noise, rates):
-                setattr(layer, attribute, rate)
-            for variable, value_before in zip(state, snapshot):
-                variable.assign(value_before)
-        arrays[protocol.LOSS] = np.asarray(float(value), dtype=np.float64)
-        for key, captured in recorder.arrays.items():
-            if key.startswith(protocol.INPUT + ":"):
-                path, _, index = key.partition(":")[2].rpartition(":")
-                arrays[key] = built.input_array(path, int(index), captured)
-        save_arrays(output_path, arrays)
-        return {"loss": float(value)}
+    def _differentiate(self, loss_of, variables, inputs, state):
+        with tf.GradientTape() as tape:
+            for tensor in inputs:
+                tape.watch(tensor)
+            value = loss_of(inputs)
+        gradients = tape.gradient(value, list(variables) + list(inputs))
+        # an Embedding's gradient is sparse (IndexedSlices): made dense, as torch's are
+        dense = [None if g is None else tf.convert_to_tensor(g) for g in gradients]
+        return value, dense[:len(variables)], dense[len(variables):]
 
     def export_onnx(self, handle: str, path: str, input_shape: list[int], opset: int = 18, exporter: str = "tf2onnx",
                     inputs: list[dict] | None = None) -> dict:

@@ -1,0 +1,87 @@
+"""Keras 3 on the torch backend: the parity protocol's Keras adapter with torch's settings,
+gradients (autograd: the backend's variables are torch parameters) and ONNX export
+(torch.onnx through Keras' exporter).  Imported only in a worker whose ``KERAS_BACKEND`` is
+torch: it never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import keras
+import numpy as np
+import torch
+
+from parity.adapters.keras_adapter import KerasAdapter
+
+
+def _parameter_key(path: str) -> str:
+    return path.replace(".", "\N{ONE DOT LEADER}")
+
+
+def allow_dotted_layer_names() -> None:
+    """Keras' torch backend registers each layer's variables as torch parameters keyed by the
+    variable's path; torch refuses a parameter name with a dot, so a layer named as its torch
+    module ("layer1.0.conv1", the canonical name) cannot be built (KeyError: parameter name can't
+    contain "."; Keras 3.15).  The keys are only the torch module's own bookkeeping: here they
+    keep the path with each dot written as a one-dot leader."""
+    from keras.src.backend.torch.layer import TorchLayer
+
+    if getattr(TorchLayer, "_twinframe_dotted_names", False):
+        return
+
+    def track(self):
+        self._torch_params = torch.nn.ParameterDict({_parameter_key(v.path): v.value for v in self.variables})
+
+    def post_track(self, variable):
+        if hasattr(self, "_torch_params") and _parameter_key(variable.path) not in self.torch_params:
+            self.torch_params[_parameter_key(variable.path)] = variable.value
+
+    def post_untrack(self, variable):
+        if hasattr(self, "_torch_params") and _parameter_key(variable.path) in self.torch_params:
+            self.torch_params.pop(_parameter_key(variable.path))
+
+    TorchLayer._track_variables, TorchLayer._post_track_variable = track, post_track
+    TorchLayer._post_untrack_variable, TorchLayer._twinframe_dotted_names = post_untrack, True
+
+
+class KerasTorchAdapter(KerasAdapter):
+    framework = "keras-torch"
+
+    def setup(self, threads: int = 1, device: str = "cpu", deterministic: bool = True) -> dict:
+        if keras.backend.backend() != "torch":
+            raise RuntimeError(f"the keras-torch worker runs Keras on {keras.backend.backend()!r}: set "
+                               "KERAS_BACKEND=torch before Keras is imported")
+        if device != "cpu" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} requested but torch sees no GPU")
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # TF32 breaks float32 parity
+        from keras.src.backend.common import global_state
+
+        global_state.set_global_attribute("torch_device", "cuda" if device != "cpu" else "cpu")
+        allow_dotted_layer_names()
+        self._settings.update(device=device, threads=threads, deterministic=deterministic)
+        return self.environment()
+
+    def environment(self) -> dict:
+        return {
+            "framework": self.framework,
+            "versions": {"torch": torch.__version__, "keras": keras.__version__, "numpy": np.__version__,
+                         "python": platform.python_version()},
+            "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
+            "device": self._settings["device"],
+            "device_name": torch.cuda.get_device_name(0) if self._settings["device"] != "cpu"
+            else platform.processor() or "cpu",
+            "flags": {"keras_backend": keras.backend.backend(),
+                      "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+                      "tf32": torch.backends.cuda.matmul.allow_tf32},
+        }
+
+    def _differentiate(self, loss_of, variables, inputs, state):
+        given = [x.detach().clone().requires_grad_(True) for x in inputs]
+        value = loss_of(given)
+        targets = [v.value for v in variables] + given
+        grads = torch.autograd.grad(value, targets, allow_unused=True)
+        return value.detach(), list(grads[:len(variables)]), list(grads[len(variables):])
