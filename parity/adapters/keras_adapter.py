@@ -152,11 +152,16 @@ class KerasAdapter(Adapter):
     """The protocol's operations on a Keras model; a backend's adapter adds ``setup``,
     ``environment``, ``_differentiate`` and ``export_onnx``."""
 
-    framework = "keras"
+    framework, backend = "keras", "tensorflow"  # the row's name; the KERAS_BACKEND it needs
 
     def __init__(self):
         self._models = common.Models()
         self._settings = {"device": "cpu", "threads": 1, "deterministic": True}
+
+    def check_backend(self) -> None:
+        if keras.backend.backend() != self.backend:
+            raise RuntimeError(f"the {self.framework} worker runs Keras on {keras.backend.backend()!r}: set "
+                               f"KERAS_BACKEND={self.backend} before Keras is imported")
 
     def _differentiate(self, loss_of, variables: list, inputs: list, state: list):
         """``loss_of(inputs)``: the train-mode loss of these input tensors.  Returns the loss, the
@@ -334,9 +339,10 @@ class KerasAdapter(Adapter):
                 tensors[index] = tensor
             outputs = km.flatten(net(tensors if len(tensors) > 1 else tensors[0], training=True))
             plan = common.loss_plan(loss, data, len(outputs))
-            value = sum(_loss(kind, out, target if kind == "cross_entropy" else
-                              layout.from_canonical(target, built.output_conversions[i]).astype(built.dtype))
-                        for i, (out, (kind, target)) in enumerate(zip(outputs, plan)))
+            value = sum(_loss(kind, out, keras.ops.convert_to_tensor(
+                target if kind == "cross_entropy" else
+                layout.from_canonical(target, built.output_conversions[i]).astype(built.dtype)))
+                for i, (out, (kind, target)) in enumerate(zip(outputs, plan)))
             if net.losses:  # weight penalties (e.g. L2 kernel regularizers)
                 value = value + keras.ops.sum(keras.ops.stack(net.losses))
             return value

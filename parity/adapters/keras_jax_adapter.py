@@ -18,12 +18,10 @@ from parity.adapters.keras_adapter import KerasAdapter
 
 
 class KerasJaxAdapter(KerasAdapter):
-    framework = "keras-jax"
+    framework, backend = "keras-jax", "jax"
 
     def setup(self, threads: int = 1, device: str = "cpu", deterministic: bool = True) -> dict:
-        if keras.backend.backend() != "jax":
-            raise RuntimeError(f"the keras-jax worker runs Keras on {keras.backend.backend()!r}: set KERAS_BACKEND=jax "
-                               "before Keras is imported")
+        self.check_backend()
         if not jax.config.jax_enable_x64:
             raise RuntimeError("JAX runs without float64 (jax_enable_x64 off): set JAX_ENABLE_X64=1")
         if device != "cpu" and not any(d.platform == "gpu" for d in jax.devices()):

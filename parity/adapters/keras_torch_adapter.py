@@ -46,12 +46,10 @@ def allow_dotted_layer_names() -> None:
 
 
 class KerasTorchAdapter(KerasAdapter):
-    framework = "keras-torch"
+    framework, backend = "keras-torch", "torch"
 
     def setup(self, threads: int = 1, device: str = "cpu", deterministic: bool = True) -> dict:
-        if keras.backend.backend() != "torch":
-            raise RuntimeError(f"the keras-torch worker runs Keras on {keras.backend.backend()!r}: set "
-                               "KERAS_BACKEND=torch before Keras is imported")
+        self.check_backend()
         if device != "cpu" and not torch.cuda.is_available():
             raise RuntimeError(f"device {device!r} requested but torch sees no GPU")
         torch.set_num_threads(threads)
