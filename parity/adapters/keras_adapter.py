@@ -3,7 +3,7 @@
 How a Keras model is named, bound to canonical weights and recorded is ``keras_model``'s; this
 module drives it through the protocol with Keras alone: build, weights, forward passes and the
 gradients pass.  What differs between backends is each backend adapter's: its settings, how it
-differentiates (``_differentiate``) and how it exports ONNX (``tf_adapter``, ``keras_jax_adapter``,
+differentiates (``differentiate``) and how it exports ONNX (``tf_adapter``, ``keras_jax_adapter``,
 ``keras_torch_adapter``).  Activations cross in the canonical (torch) layout: each array is
 converted by the layout its layer kind rules (``parity.mappings``) or the case declares for a
 model input.
@@ -150,7 +150,7 @@ def _recorded(built: _Built, capture) -> list[str]:
 
 class KerasAdapter(Adapter):
     """The protocol's operations on a Keras model; a backend's adapter adds ``setup``,
-    ``environment``, ``_differentiate`` and ``export_onnx``."""
+    ``environment``, ``differentiate`` and ``export_onnx``."""
 
     framework, backend = "keras", "tensorflow"  # the row's name; the KERAS_BACKEND it needs
 
@@ -163,7 +163,7 @@ class KerasAdapter(Adapter):
             raise RuntimeError(f"the {self.framework} worker runs Keras on {keras.backend.backend()!r}: set "
                                f"KERAS_BACKEND={self.backend} before Keras is imported")
 
-    def _differentiate(self, loss_of, variables: list, inputs: list, state: list):
+    def differentiate(self, loss_of, variables: list, inputs: list, state: list):
         """``loss_of(inputs)``: the train-mode loss of these input tensors.  Returns the loss, the
         dense gradient of each variable (None where the loss does not reach it) and of each input,
         with what the pass assigned to ``state`` (BatchNorm statistics) assigned as by a call."""
@@ -357,7 +357,7 @@ class KerasAdapter(Adapter):
                                       with_inputs=bool(capture))
                 captured = recorder.arrays
                 restore_state()
-            value, gradients, input_gradients = self._differentiate(
+            value, gradients, input_gradients = self.differentiate(
                 loss_of, variables, [inputs[i] for i in watched], state)
             arrays, position = {}, 0
             for slot in trained:

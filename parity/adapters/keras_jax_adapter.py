@@ -43,7 +43,7 @@ class KerasJaxAdapter(KerasAdapter):
                       "deterministic": self._settings["deterministic"], "jit_compile": False},
         }
 
-    def _differentiate(self, loss_of, variables, inputs, state):
+    def differentiate(self, loss_of, variables, inputs, state):
         """The loss as a pure function of the variables' and inputs' values (Keras' StatelessScope
         reads the given values and keeps the pass's assignments), differentiated by jax.grad."""
 

@@ -77,7 +77,7 @@ class KerasTorchAdapter(KerasAdapter):
                       "tf32": torch.backends.cuda.matmul.allow_tf32},
         }
 
-    def _differentiate(self, loss_of, variables, inputs, state):
+    def differentiate(self, loss_of, variables, inputs, state):
         given = [x.detach().clone().requires_grad_(True) for x in inputs]
         value = loss_of(given)
         targets = [v.value for v in variables] + given

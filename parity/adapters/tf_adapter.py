@@ -172,7 +172,7 @@ class TfAdapter(KerasAdapter):
             },
         }
 
-    def _differentiate(self, loss_of, variables, inputs, state):
+    def differentiate(self, loss_of, variables, inputs, state):
         with tf.GradientTape() as tape:
             for tensor in inputs:
                 tape.watch(tensor)
