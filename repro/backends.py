@@ -29,6 +29,7 @@ class Backend:
         for key, value in frameworks.process_environment(framework, deterministic).items():  # before its import
             os.environ.setdefault(key, value)
         self.framework, self.factory, self.precision = framework, row.model_factory, "float32"
+        self.row = row
         self.adapter, self.training = row.load_adapter(), row.load_training()  # this framework, this process only
         self.environment = self.adapter.setup(threads=threads, device=device, deterministic=deterministic)
         self.engine = None
@@ -56,10 +57,13 @@ class Backend:
         return self.adapter.model(HANDLE)
 
     def trainer(self, recipe: Recipe, dropout: bool = True):
+        # a backend row's trainer differentiates through its adapter: the twin's package knows
+        # only its own framework's autodiff (impl_tf/training.py)
+        backend_options = {"differentiate": self.adapter.differentiate} if self.row.backend_of else {}
         return self.training.Trainer(self.net, recipe.optimizer, recipe.loss, recipe.label_smoothing,
                                      head_only=recipe.procedure == "linear_probing", precision=self.precision,
                                      dropout=dropout, frozen_train_mode="linear_probing_train_mode" in recipe.quirks,
-                                     engine=self.engine)
+                                     engine=self.engine, **backend_options)
 
     def save_weights(self, path: str, metadata: dict | None = None) -> str | None:
         """The weights' digest; on a rank other than 0 nothing is written (None)."""

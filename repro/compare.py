@@ -88,8 +88,10 @@ class Run:
         return self.manifest.get("summary", {})
 
     def settings_key(self, with_framework: bool) -> str:
-        """What must be equal for two runs to be comparable (the output folder never is)."""
-        settings = {k: v for k, v in self.manifest["settings"].items() if with_framework or k != "framework"}
+        """What must be equal for two runs to be comparable (the output folder never is); across
+        frameworks, neither the framework nor whether it wrote an ONNX file (keras-jax cannot)."""
+        settings = {k: v for k, v in self.manifest["settings"].items()
+                    if with_framework or k not in ("framework", "onnx")}
         return json.dumps(settings, sort_keys=True)
 
     def lines(self) -> list[dict]:
@@ -274,7 +276,7 @@ def parity_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
     for run in runs:
         groups.setdefault(run.settings_key(with_framework=False), {}).setdefault(run.framework, run)
     return [(group[frameworks.REFERENCE], group[name]) for group in groups.values() if frameworks.REFERENCE in group
-            for name in frameworks.candidates() if name in group]
+            for name in frameworks.judged() if name in group]
 
 
 def judge_parity(reference: Run, candidate: Run) -> dict:

@@ -62,7 +62,9 @@ EPILOG = ("exit status: 0 complete; 1 training diverged; 2 a bad option, bad dat
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python repro/run.py", description=__doc__.split("\n")[0], allow_abbrev=False,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=EPILOG)
-    p.add_argument("--framework", choices=frameworks.names(), help="the framework that trains (required unless --resume)")
+    p.add_argument("--framework", choices=frameworks.every(),
+                   help="the framework that trains (required unless --resume); keras-jax / keras-torch: the Keras "
+                        "twin on Keras 3's JAX or torch backend")
     p.add_argument("--seed", type=int, help="seed of everything: init, data order (default: the recipe's)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"one of {sorted(RECIPES)}")
     p.add_argument("--procedure", choices=("end_to_end", "linear_probing", "knn"), help="medmnist_plus procedure")
@@ -164,7 +166,7 @@ def option_name(dest: str) -> str:
 def resolve_settings(args: argparse.Namespace) -> dict:
     """Every option checked and resolved, before anything heavy happens."""
     if args.framework is None:
-        raise TwinframeError("--framework is required (torch or tf) unless --resume is given")
+        raise TwinframeError(f"--framework is required ({', '.join(frameworks.every())}) unless --resume is given")
     overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
                                    ("input_size", args.input_size), ("procedure", args.procedure),
                                    ("resize", args.resize), ("crop", args.crop), ("eval_resize", args.eval_resize),
@@ -191,13 +193,24 @@ def resolve_settings(args: argparse.Namespace) -> dict:
             "dataset": args.dataset, "flag": args.flag, "size": args.size, "data_dir": resolved_path(args.data_dir),
             "limit": args.limit, "threads": args.threads, "device": args.device,
             "deterministic": not args.nondeterministic, "precision": args.precision, "parity": args.parity,
-            "onnx": not args.no_onnx, "nproc": processes(args), "replicas": args.replicas,
+            "onnx": exports_onnx(args), "nproc": processes(args), "replicas": args.replicas,
             "sync_batchnorm": args.sync_batchnorm}
+
+
+def exports_onnx(args: argparse.Namespace) -> bool:
+    """The final model's ONNX file, unless --no-onnx or the framework has no exporter here (said)."""
+    unavailable = frameworks.get(args.framework).onnx_unavailable
+    if unavailable and not args.no_onnx:
+        print(f"note: no ONNX export for {frameworks.get(args.framework).title}: {unavailable}", file=sys.stderr)
+    return not args.no_onnx and not unavailable
 
 
 def processes(args: argparse.Namespace) -> int:
     """--nproc, or the world torchrun / TF_CONFIG put this process in; they must agree."""
     world = world_from_environment(args.framework)
+    if world.distributed and frameworks.get(args.framework).distributed is None:
+        raise TwinframeError(f"a launcher started {world.processes} processes, but {frameworks.get(args.framework).title} "
+                             f"has no data-parallel engine in twinframe: run it as one process")
     if world.distributed and args.nproc not in (None, world.processes):
         raise TwinframeError(f"--nproc {args.nproc} but the launcher started {world.processes} processes")
     return world.processes if world.distributed else args.nproc or 1
@@ -540,7 +553,7 @@ class Run:
         check_options(args)
         if args.resume:
             framework = RunRecord.recorded_settings(args.resume).get("framework")
-            self.world = world_from_environment(framework) if framework in frameworks.names() else World()
+            self.world = world_from_environment(framework) if framework in frameworks.every() else World()
             self.record = (RunRecord.open_for_resume if self.world.writes else FollowerRecord)(args.resume)
             manifest = self.record.manifest()
             check_resume_options(self.parser, args, self.argv, manifest)
@@ -665,7 +678,7 @@ class Run:
             backend.barrier()
         summary["wall_s"] = round(time.perf_counter() - started, 3)
         # the proof that this process held one framework only (a library can import one behind our back)
-        summary["frameworks_loaded"] = frameworks.loaded(sys.modules)
+        summary["libraries_loaded"] = frameworks.loaded(sys.modules)
         record.complete(summary)
         if backend.writes:
             print_summary(record, summary)

@@ -1,6 +1,6 @@
-"""Training-trajectory parity, a short run of every recipe: torch and tf train the same steps
-from the same weights (run.py --parity: torch's initialisation, dropout off) and
-repro/compare.py judges the pair.
+"""Training-trajectory parity, a short run of every recipe: torch and tf (and the Keras twin on
+Keras 3's other backends) train the same steps from the same weights (run.py --parity: torch's
+initialisation, dropout off) and repro/compare.py judges the pair.
 
 The runs are float64.  In float32 the two frameworks' round-off differs from the first step,
 and Adam turns it into whole +-lr steps wherever a gradient is round-off sized, so float32
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from parity import frameworks
 from repro import compare
 
 pytestmark = [pytest.mark.torch, pytest.mark.tf]  # both frameworks, each in run.py subprocesses
@@ -40,18 +41,24 @@ def train(out: Path, framework: str, args: list[str]) -> Path:
     return out
 
 
-def train_pair(folder: Path, args: list[str]) -> tuple[Path, Path]:
-    """torch and tf at once: one process each, two cores."""
+def train_all(folder: Path, args: list[str], names=("torch", "tf")) -> list[Path]:
+    """Each framework's run in a process of its own, two at a time (two cores)."""
     with ThreadPoolExecutor(2) as pool:
-        runs = [pool.submit(train, folder / framework, framework, args) for framework in ("torch", "tf")]
-        return runs[0].result(), runs[1].result()
+        runs = [pool.submit(train, folder / framework, framework, args) for framework in names]
+        return [run.result() for run in runs]
+
+
+def train_pair(folder: Path, args: list[str]) -> tuple[Path, Path]:
+    """torch's run and tf's."""
+    return tuple(train_all(folder, args))
 
 
 def judged(pair: tuple[Path, Path]) -> dict:
-    torch_run, tf_run = (compare.Run.open(directory) for directory in pair)
-    for run in (torch_run, tf_run):  # one framework per process
-        assert run.summary["frameworks_loaded"] == [run.framework], (run.label(), run.summary["frameworks_loaded"])
-    result = compare.judge_parity(torch_run, tf_run)
+    reference, candidate = (compare.Run.open(directory) for directory in pair)
+    for run in (reference, candidate):  # one framework per process
+        assert run.summary["libraries_loaded"] == list(frameworks.get(run.framework).modules), (
+            run.label(), run.summary["libraries_loaded"])
+    result = compare.judge_parity(reference, candidate)
     assert result["comparable"], result.get("reason")
     steps = result["steps"]
     assert steps["count"] >= 2 and steps["lr_max_rel"] == 0.0  # the same learning-rate table, to the bit
@@ -92,6 +99,15 @@ RECIPES = {
 def test_a_recipe_trains_the_same_trajectory_in_both_frameworks(recipe, data, tmp_path):
     args = RECIPES[recipe]
     judged(train_pair(tmp_path, [*args, "--data-dir", str(data)] if "--dataset" in args else args))
+
+
+def test_the_keras_twin_trains_the_same_trajectory_on_every_keras_backend(tmp_path):
+    """The default recipe (MeDiANet's L2 penalties included) with the Keras twin on Keras 3's JAX
+    and torch backends: the trainer's written-out update through each backend's own autodiff,
+    against torch, per step within FLOAT64_SEMANTIC."""
+    torch_run, *backend_runs = train_all(tmp_path, RECIPES["medianet"], ("torch", *frameworks.backends()))
+    for backend_run in backend_runs:
+        judged((torch_run, backend_run))
 
 
 # MedMNIST+'s ten architectures, one epoch of end-to-end training on the synthetic PathMNIST at
