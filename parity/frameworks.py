@@ -12,6 +12,8 @@ each in a worker of its own.  ``names()`` is the default matrix; ``every()`` add
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import sys
 from dataclasses import dataclass
 
 from parity.protocol import Adapter, load_adapter
@@ -27,15 +29,17 @@ class Framework:
     distributed: str | None  # its data-parallel engine module (an Engine: rank, size, collectives); None: none
     launcher: str | None  # "module:function" that starts `run.py --nproc N`'s ranks and supervises them (repro/launch.py)
     native_suffix: str  # the suffix of its own checkpoint files (`python -m parity port`)
-    modules: tuple[str, ...]  # top-level modules whose presence in sys.modules means it is loaded
+    modules: tuple[str, ...]  # the numeric libraries (top-level modules) a process of it loads: torch, tensorflow, jax
     packages: tuple[str, ...]  # distributions whose versions a run record keeps
     environment: tuple[tuple[str, str], ...] = ()  # set before it is imported (a user's value wins)
     replicas_per_process: bool = False  # its engine spreads one process over several devices (--replicas)
     sync_batchnorm_on_cpu: bool = False  # its synchronized BatchNorm (--sync-batchnorm) runs on CPU too
     backend_of: str | None = None  # a backend row: the framework whose twins (model factory, trainer) it runs
+    onnx_unavailable: str | None = None  # why it exports no ONNX file here (None: it does)
 
     # Loading either imports the framework: only in the one process that is to hold it.
     def load_adapter(self) -> Adapter:
+        keep_out_others(self.name)
         return load_adapter(self.adapter)
 
     def load_training(self):
@@ -50,18 +54,21 @@ FRAMEWORKS: dict[str, Framework] = {
                   modules=("torch",), packages=("torch",)),
         Framework("tf", "TensorFlow/Keras", "parity.adapters.tf_adapter:TfAdapter", "impl_tf:create_model",
                   "impl_tf.training", "impl_tf.distributed", "repro.launch:tf_config_workers", ".weights.h5",
-                  modules=("tensorflow", "keras"), packages=("tensorflow", "keras"),
+                  modules=("tensorflow",), packages=("tensorflow", "keras"),
                   environment=(("KERAS_BACKEND", "tensorflow"),), replicas_per_process=True,
                   sync_batchnorm_on_cpu=True),
         # Keras' twins on JAX: float64 needs x64 on; XLA's CPU pool is one thread (fixed at JAX's start)
         Framework("keras-jax", "Keras 3 on JAX", "parity.adapters.keras_jax_adapter:KerasJaxAdapter",
                   "impl_tf:create_model", "impl_tf.training", None, None, ".weights.h5",
                   modules=("jax",), packages=("jax", "jaxlib", "keras"), backend_of="tf",
+                  onnx_unavailable="it needs jax2onnx, which twinframe does not install (it brings flax, orbax and a "
+                                   "CPU onnxruntime that replaces onnxruntime-gpu); the Keras twin's ONNX file comes "
+                                   "from framework tf or keras-torch",
                   environment=(("KERAS_BACKEND", "jax"), ("JAX_ENABLE_X64", "1"),
                                ("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"))),
         Framework("keras-torch", "Keras 3 on PyTorch", "parity.adapters.keras_torch_adapter:KerasTorchAdapter",
                   "impl_tf:create_model", "impl_tf.training", None, None, ".weights.h5",
-                  modules=("keras", "torch"), packages=("torch", "keras"), backend_of="tf",
+                  modules=("torch",), packages=("torch", "keras"), backend_of="tf",
                   environment=(("KERAS_BACKEND", "torch"),)),
     )
 }
@@ -129,7 +136,43 @@ def environment(name: str) -> dict[str, str]:
     return dict(FRAMEWORKS[name].environment) if name in FRAMEWORKS else {}
 
 
+def libraries() -> list[str]:
+    """Every numeric library a row loads (torch, tensorflow, jax)."""
+    return sorted({m for row in FRAMEWORKS.values() for m in row.modules})
+
+
+class _KeptOut:
+    """An import finder and loader that refuses the libraries of other rows in this process.  It
+    finds them (a spec without an origin, so ``importlib.util.find_spec`` probes, as torch's
+    dynamo makes, do not fail) and fails their import: Keras' ``tf.available`` then reads False."""
+
+    def __init__(self, framework: str, refused: tuple[str, ...]):
+        self.framework, self.refused = framework, refused
+
+    def find_spec(self, name, path=None, target=None):
+        return importlib.machinery.ModuleSpec(name, self) if name.split(".")[0] in self.refused else None
+
+    def create_module(self, spec):
+        raise ModuleNotFoundError(f"twinframe keeps {spec.name.split('.')[0]} out of this {self.framework} process "
+                                  "(one numeric library per process: docs/architecture.md)", name=spec.name)
+
+    def exec_module(self, module):  # never reached: create_module refuses
+        raise ModuleNotFoundError(module.__name__)
+
+
+def keep_out_others(name: str) -> None:
+    """Make the other rows' numeric libraries unimportable in this process, before its own is
+    loaded: a library that imports one merely because it is installed (Keras' ``tf.available``
+    checks on every backend, docs/pitfalls.md entry 45) then finds it absent, as it would on a
+    machine without it.  Libraries already loaded are left (nothing here unloads a module)."""
+    if name not in FRAMEWORKS or any(isinstance(f, _KeptOut) for f in sys.meta_path):
+        return
+    refused = tuple(library for library in libraries() if library not in FRAMEWORKS[name].modules)
+    sys.meta_path.insert(0, _KeptOut(name, refused))
+
+
 def loaded(modules) -> list[str]:
-    """The twin frameworks whose modules are among ``modules`` (e.g. ``sys.modules``).  A backend
-    row shares its modules with the twins (Keras, torch), so it is not told apart by them."""
-    return [name for name in names() if any(m in modules for m in FRAMEWORKS[name].modules)]
+    """The numeric libraries (torch, tensorflow, jax) among ``modules`` (e.g. ``sys.modules``): a
+    run's proof that it held its framework's only (``Framework.modules``).  Keras itself is not
+    among them: it is a front end, the library under it is what must never meet another."""
+    return [library for library in libraries() if library in modules]

@@ -226,6 +226,7 @@ def serve(framework: str, adapter_name: str, response_fd: int) -> None:
         responses.write(json.dumps(message) + "\n")
         responses.flush()
 
+    frameworks.keep_out_others(framework)  # a user's own adapter (an unknown name) keeps everything
     adapter = load_adapter(adapter_name)
     answer({"ok": True, "result": {"framework": framework, "adapter": adapter_name, "pid": os.getpid()}})
     ops = {"ping": lambda: "pong", "_crash": _crash, **adapter.ops()}

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,10 +44,12 @@ def test_an_unknown_framework_is_named_with_the_known_ones():
         frameworks.get("jax")
 
 
-def test_a_loaded_framework_is_told_by_its_modules():
+def test_a_loaded_framework_is_told_by_its_numeric_library():
     assert frameworks.loaded({"numpy": None, "torch": None}) == ["torch"]
-    assert frameworks.loaded({"keras": None}) == ["tf"]
-    assert frameworks.loaded({"torch": None, "tensorflow": None}) == ["torch", "tf"]
+    assert frameworks.loaded({"keras": None}) == []  # a front end: the library under it is what counts
+    assert frameworks.loaded({"torch": None, "tensorflow": None, "jax": None}) == ["jax", "tensorflow", "torch"]
+    assert [frameworks.get(name).modules for name in frameworks.every()] == [
+        ("torch",), ("tensorflow",), ("jax",), ("torch",)]
     assert frameworks.environment("tf") == {"KERAS_BACKEND": "tensorflow"} and frameworks.environment("mine") == {}
 
 
@@ -71,3 +76,34 @@ def test_the_scan_sees_a_framework_named_in_code_but_not_in_a_docstring(tmp_path
     source = tmp_path / "mine.py"
     source.write_text('"""Runs torch."""\n\ndef f():\n    """On tf."""\n    return {"torch": 1, "label": "PyTorch"}\n')
     assert _framework_literals(source, tmp_path) == ["mine.py:5 'torch'", "mine.py:5 'PyTorch'"]
+
+
+KEEP_OUT_PROBE = """
+import importlib.util, json, sys
+from parity import frameworks
+frameworks.keep_out_others(sys.argv[1])
+refused, found = {}, {}
+for library in frameworks.libraries():
+    spec = importlib.util.find_spec(library)  # a probe (torch's dynamo makes them) finds each, imports nothing
+    if spec is not None and spec.origin is None:  # refused: importing it fails
+        try:
+            __import__(library)
+        except ModuleNotFoundError as error:
+            refused[library] = str(error)
+    else:
+        found[library] = spec is not None
+print(json.dumps({"refused": refused, "found": found}))
+"""
+
+
+@pytest.mark.parametrize("name", frameworks.every())
+def test_every_row_keeps_the_other_libraries_out(name):
+    """A row's process cannot import another row's numeric library (Keras would import TensorFlow
+    on every backend), and still finds its own."""
+    probe = subprocess.run([sys.executable, "-c", KEEP_OUT_PROBE, name], capture_output=True, text=True,
+                           cwd=ROOT, check=True)
+    seen = json.loads(probe.stdout)
+    own = frameworks.get(name).modules
+    assert sorted(seen["refused"]) == [library for library in frameworks.libraries() if library not in own]
+    assert all(f"out of this {name} process" in message for message in seen["refused"].values())
+    assert all(seen["found"][library] for library in own)  # installed here, and not refused

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from parity import frameworks
+
 pytestmark = [pytest.mark.torch, pytest.mark.tf]  # runs both frameworks (in subprocesses)
 ROOT = Path(__file__).resolve().parent.parent
 # ResNet-18 on the 8x8 digits: TF traces MeDiANet's step for ~70 s, ResNet-18's in seconds
@@ -189,7 +191,7 @@ def test_segmentation_recipe_trains_a_unet_with_seeded_augmentation(tmp_path, fr
     assert (first / "final.onnx").is_file()
     assert epochs_of(first) == epochs_of(second)  # augmentation is seeded per batch
     # albumentations imports torch when it can: the TF run must still hold TensorFlow alone
-    assert manifest["summary"]["frameworks_loaded"] == [framework]
+    assert manifest["summary"]["libraries_loaded"] == list(frameworks.get(framework).modules)
 
 
 def test_a_recipe_that_does_not_fit_the_data_is_refused(tmp_path):

@@ -32,6 +32,29 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(seed)  # Python, NumPy and the backend's seeds, and Keras' own generator
 
 
+def keep_float64() -> None:
+    """Keras' type promotion keeps float64 on this backend, as on TensorFlow.
+
+    On JAX and torch Keras 3.15 maps every 64-bit float result to 32 bits ("aligned with JAX's
+    default", x64 off): ``result_type("float64", "float64")`` is float32 there, and the ops that
+    take their compute dtype from it cast a float64 tensor to float32, compute and (some) cast
+    back: ``ops.mean`` on both (so GlobalAveragePooling), ``ops.tanh``/``sin``/``cos`` on JAX,
+    ``ops.matmul``/``tensordot``/``maximum``/``minimum`` on torch (so Dense).  The backend rows
+    compute float64 in float64 (JAX with x64, torch natively), so the map's float64 entry is set
+    to float64, in this worker only, before any model is built (docs/pitfalls.md, entry 44)."""
+    from keras.src.backend.common import dtypes
+
+    mapping = getattr(dtypes, "BIT64_TO_BIT32_DTYPE", None)
+    if isinstance(mapping, dict):
+        mapping["float64"] = "float64"
+    if keras.backend.result_type("float64", "float64") != "float64" or \
+            keras.backend.result_type("float64", "float32") != "float64":
+        raise RuntimeError(f"Keras {keras.__version__} on {keras.backend.backend()} promotes float64 to "
+                           f"{keras.backend.result_type('float64', 'float64')}, and twinframe could not make it keep "
+                           "float64 (keras.src.backend.common.dtypes.BIT64_TO_BIT32_DTYPE changed): a float64 "
+                           "model would compute in float32 (docs/pitfalls.md, entry 44)")
+
+
 def numpy(tensor) -> np.ndarray:
     """A backend tensor (or variable) as a NumPy array: torch's are detached, JAX's copied out."""
     return np.asarray(keras.ops.convert_to_numpy(tensor))

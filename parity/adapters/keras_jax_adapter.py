@@ -14,7 +14,7 @@ import jax
 import keras
 import numpy as np
 
-from parity.adapters.keras_adapter import KerasAdapter
+from parity.adapters.keras_adapter import KerasAdapter, keep_float64
 
 
 class KerasJaxAdapter(KerasAdapter):
@@ -24,6 +24,7 @@ class KerasJaxAdapter(KerasAdapter):
         self.check_backend()
         if not jax.config.jax_enable_x64:
             raise RuntimeError("JAX runs without float64 (jax_enable_x64 off): set JAX_ENABLE_X64=1")
+        keep_float64()  # Keras would compute float64 in float32 here
         if device != "cpu" and not any(d.platform == "gpu" for d in jax.devices()):
             raise RuntimeError(f"device {device!r} requested but JAX sees no GPU")
         # XLA's CPU thread pool is fixed when JAX starts (XLA_FLAGS of the framework row)
@@ -61,7 +62,7 @@ class KerasJaxAdapter(KerasAdapter):
 
     def export_onnx(self, handle: str, path: str, input_shape: list[int], opset: int = 18, exporter: str = "jax2onnx",
                     inputs: list[dict] | None = None) -> dict:
-        raise NotImplementedError(
-            "ONNX export of a Keras model on the JAX backend needs jax2onnx, which twinframe does not install "
-            "(it brings flax, orbax and a CPU onnxruntime that replaces onnxruntime-gpu); the Keras twin's ONNX "
-            "file comes from the TensorFlow backend (framework 'tf') or the torch backend ('keras-torch')")
+        from parity import frameworks
+
+        raise NotImplementedError(f"no ONNX export on {frameworks.get(self.framework).title}: "
+                                  f"{frameworks.get(self.framework).onnx_unavailable}")

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import torch
 
-from parity.adapters.keras_adapter import KerasAdapter
+from parity.adapters.keras_adapter import KerasAdapter, keep_float64
 
 
 def _parameter_key(path: str) -> str:
@@ -50,6 +50,7 @@ class KerasTorchAdapter(KerasAdapter):
 
     def setup(self, threads: int = 1, device: str = "cpu", deterministic: bool = True) -> dict:
         self.check_backend()
+        keep_float64()  # Keras would compute float64 in float32 here
         if device != "cpu" and not torch.cuda.is_available():
             raise RuntimeError(f"device {device!r} requested but torch sees no GPU")
         torch.set_num_threads(threads)
