@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.twinframe-installed
 
-.PHONY: setup demo test test-slow test-full-size test-all test-unit test-parity fuzz bench lint-imports clean
+.PHONY: setup demo test test-slow test-full-size test-backends test-all test-unit test-parity fuzz bench lint-imports clean
 
 setup: $(STAMP)
 
@@ -41,7 +41,13 @@ test-slow: setup
 test-full-size: setup
 	$(PY) -m pytest -m full_size
 
-test-all: test test-slow
+# every other zoo case on the Keras backend rows (keras-jax, keras-torch) against torch; not in CI
+# (see README: it would not fit CI's 90 minutes beside the slow tier). A case's tests stay on one
+# worker (their xdist_group), the two workers build different cases.
+test-backends: setup
+	$(PY) -m pytest -n 2 --dist loadgroup -m backend_rows
+
+test-all: test test-slow test-backends
 
 # every layer mapping fuzzed ten times as much as in `make test` (40 configurations per Keras kind),
 # and every known difference drawn until it shows, shrunk to its minimal example (reports/fuzz.json)

@@ -2,7 +2,8 @@
 
     python -m parity list
     python -m parity report [reports/parity.json]
-    python -m parity check resnet18 [--report reports/parity.json] [--threads 1] [--device cpu] [--timeout S]
+    python -m parity check resnet18 [--frameworks torch,tf,keras-jax,keras-torch] [--report reports/parity.json]
+        [--threads 1] [--device cpu] [--timeout S]
     python -m parity check --torch PKG.MOD:FN --keras PKG.MOD:FN [--config JSON] [--name twin]
         [--input-shape 2,3,48,64 | --inputs FILE.npz] [--input-dtype int64 --input-range 0,40]
         [--input-layout image|signal|volume|sequence|plain] [--known-difference KEY] [--report FILE]
@@ -83,6 +84,10 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
                      help="accept a catalogued difference where it explains a tensor fully (repeatable)")
     check.add_argument("--report", default="reports/parity.json", type=report_path,
                        help="JSON report to write (merged by case)")
+    check.add_argument("--frameworks", type=framework_rows, default=frameworks.names(), metavar="A,B,...",
+                       help=f"the rows to check, the reference {frameworks.REFERENCE!r} first (default: "
+                            f"{','.join(frameworks.names())}; every row: {','.join(frameworks.every())}); "
+                            "with more than one candidate each is a report row of its own, CASE@ROW")
     check.add_argument("--threads", type=int, default=1, help="intra/inter-op threads of each framework")
     check.add_argument("--device", default="cpu", help="cpu (default) or cuda / gpu")
     port = commands.add_parser("port", help="carry a checkpoint to the other framework's twin and check it layer by layer",
@@ -106,6 +111,19 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     return parser, commands
 
 
+def framework_rows(text: str) -> tuple[str, ...]:
+    """``--frameworks``: known rows, no repeats, the reference first and at least one candidate."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in frameworks.every()]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown framework {', '.join(map(repr, unknown))}; "
+                                         f"the rows are {', '.join(frameworks.every())}")
+    if len(names) < 2 or names[0] != frameworks.REFERENCE or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"give the reference {frameworks.REFERENCE!r} first and then one or more "
+                                         f"other rows, each once (got {text!r})")
+    return names
+
+
 def run_own_pair(command, args) -> int:
     """``--torch``/``--keras``: one pair through :func:`parity.check_twins`, its table printed."""
     import json
@@ -116,6 +134,9 @@ def run_own_pair(command, args) -> int:
         refuse(command, "give both --torch PKG.MOD:FN and --keras PKG.MOD:FN")
     if args.cases:
         refuse(command, f"give zoo case names or --torch/--keras, not both (got {args.cases})")
+    if len(args.frameworks) != 2:
+        refuse(command, f"your own pair is judged against one row at a time: --frameworks {frameworks.REFERENCE},ROW "
+                        f"(got {','.join(args.frameworks)}); run once per row")
     try:
         config = json.loads(args.config)
         shape = [int(v) for v in args.input_shape.split(",")] if args.input_shape else None
@@ -133,7 +154,7 @@ def run_own_pair(command, args) -> int:
         factories = api.factory_path(args.torch, "--torch"), api.factory_path(args.keras, "--keras")
     except (ValueError, FileNotFoundError) as error:
         refuse(command, str(error))
-    runners = api.workers(args.threads, args.device)
+    runners = api.workers(args.threads, args.device, args.frameworks)
     result = api.check_twins(*factories, name=args.name, config=config, known_differences=args.known_difference,
                              report=args.report, runners=runners,
                              progress=lambda index, total, step: say_progress(f"{args.name}: check {index}/{total} {step}"),
@@ -160,7 +181,7 @@ def run_check(command, args) -> int:
     report = ParityReport(args.report)
     ok = True
     with tempfile.TemporaryDirectory(prefix="twinframe-parity-") as workdir, contextlib.ExitStack() as running:
-        runners = {name: running.enter_context(_runner(name, args, workdir)) for name in frameworks.names()}
+        runners = {name: running.enter_context(_runner(name, args, workdir)) for name in args.frameworks}
         for number, case in enumerate(cases, 1):
             say_progress(f"case {number}/{len(cases)} {case.name}: building the twins")
             pair = TwinPair(case, runners)

@@ -139,15 +139,17 @@ def default_layout(shape: Sequence[int], dtype: str) -> str:
 _RUNNERS: dict[str, Any] = {}
 
 
-def workers(threads: int = 1, device: str = "cpu") -> dict:
-    """The reference's and every candidate's worker, started on first use and kept."""
+def workers(threads: int = 1, device: str = "cpu", names: tuple[str, ...] | None = None) -> dict:
+    """The workers of ``names`` (default: the default matrix, ``frameworks.names()``), each started
+    on first use and kept."""
     from parity.runners import FrameworkRunner
 
-    for name in frameworks.names():
+    names = names or frameworks.names()
+    for name in names:
         runner = _RUNNERS.get(name)
         if runner is None or runner.worker.process.poll() is not None:
             _RUNNERS[name] = FrameworkRunner(name, threads, device)
-    return {name: _RUNNERS[name] for name in frameworks.names()}
+    return {name: _RUNNERS[name] for name in names}
 
 
 def close_workers() -> None:
@@ -171,20 +173,26 @@ def check_twins(torch: Factory, keras: Factory, *, name: str = "twin", config: d
     """Every parity check of one pair; see the module docstring.  ``name`` is passed to both
     factories; ``uncompared`` declares modules without a counterpart (name -> why);
     ``known_differences`` accepts catalogued differences (``parity.causes``) where they fully
-    explain a tensor; ``report`` merges the pair's record into a JSON report."""
+    explain a tensor; ``report`` merges the pair's record into a JSON report.  ``runners``: the
+    reference's worker and one candidate's (default: torch and tf; ``workers(names=("torch",
+    "keras-jax"))`` judges the Keras twin on the JAX backend)."""
     from parity.checks import run_checks
     from parity.pair import ParityCase, TwinPair
     from parity.report import ParityReport
 
+    runners = runners or workers()
+    candidates = [c for c in runners if c != frameworks.REFERENCE]
+    if frameworks.REFERENCE not in runners or len(candidates) != 1:
+        raise ValueError(f"check_twins judges one candidate against {frameworks.REFERENCE!r}: give their two workers "
+                         f"(got {list(runners)}); check each row in a call of its own")
     case = ParityCase(
         name=name, model=name, config=dict(config or {}), seed=seed, loss=loss if isinstance(loss, str) else tuple(loss),
         factories={frameworks.REFERENCE: factory_path(torch, frameworks.get(frameworks.REFERENCE).title),
-                   **{c: factory_path(keras, frameworks.get(c).title) for c in frameworks.candidates()}},
+                   **{c: factory_path(keras, frameworks.get(c).title) for c in candidates}},
         tolerances=tolerances or ToleranceSet(), isolated_tolerances=isolated_tolerances,
         uncompared=dict(uncompared or {}), known_differences=tuple(known_differences),
         **case_inputs(inputs, input_shape, input_dtype, input_range, input_layout))
     skip = tuple(step for step, wanted in (("onnx", onnx), ("determinism", determinism)) if not wanted)
-    runners = runners or workers()
     with tempfile.TemporaryDirectory(prefix="twinframe-check-") as workdir:
         pair = TwinPair(case, runners)
         try:

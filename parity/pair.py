@@ -136,6 +136,7 @@ class TwinPair:
                               "recorded": [m["name"] for m in self.models[self.ref_name].modules if m["name"] in shared]}
         self._views: list[TwinPair] = []
         self._look_at(self.candidates[0])
+        self._shared["views"] = {self.candidates[0]: self}  # one view per candidate, whoever asks
 
     def _look_at(self, candidate: str) -> None:
         self.other_name = candidate
@@ -149,16 +150,19 @@ class TwinPair:
 
     def versus(self, candidate: str) -> "TwinPair":
         """This pair seen with ``candidate`` as the other side; its models and the reference's
-        pass are shared, each view's results are its own.  Closing this pair closes its views."""
+        pass are shared, each view's results are its own.  A candidate has one view: asked for
+        again (by any view), it is the same one, with what its checks computed (the float64 run
+        the gradients check re-judges by).  Closing this pair closes its views."""
         if candidate not in self.candidates:
             raise ValueError(f"{candidate!r} is not a candidate of {self.case.name!r}; candidates: {self.candidates}")
-        if candidate == self.other_name:
-            return self
-        view = copy.copy(self)
-        view.durations = {}
-        view._look_at(candidate)
-        self._views.append(view)
-        return view
+        views = self._shared["views"]
+        if candidate not in views:
+            view = copy.copy(self)
+            view.durations = {}
+            view._look_at(candidate)
+            self._views.append(view)
+            views[candidate] = view
+        return views[candidate]
 
     def build(self, runner: FrameworkRunner, dtype: str = "float32") -> BuiltModel:
         handle = f"{self.case.name}-{runner.framework}-{next(self._handles)}"
@@ -213,6 +217,7 @@ class TwinPair:
         if self._shared["reference_run"] is not None:
             self._shared["reference_run"][0].close()
         self._shared["reference_run"] = None
+        self._shared["views"] = {}
 
     @staticmethod
     def digest_and_discard(runner: FrameworkRunner, model: BuiltModel) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from parity import frameworks
 from parity.checks.contract import check_contract, check_transfer
 from parity.checks.determinism import check_determinism
 from parity.checks.gradients import check_float64, check_gradients
@@ -16,7 +17,7 @@ from parity.checks.onnx import check_onnx
 from parity.pair import ParityCase, TwinPair, corrupt_weights
 from parity.verdict import CHECK_NAMES, CheckResult
 
-__all__ = ["ParityCase", "TwinPair", "corrupt_weights", "run_case", "run_checks", "CHECK_NAMES", "check_contract",
+__all__ = ["ParityCase", "TwinPair", "corrupt_weights", "run_case", "run_checks", "row_name", "rows", "CHECK_NAMES", "check_contract",
            "check_transfer", "check_layerwise", "check_weights_file", "check_float64", "check_gradients",
            "check_onnx", "check_determinism"]
 
@@ -38,22 +39,34 @@ def _steps(workdir: str) -> list[tuple[str, Callable[[TwinPair], CheckResult | t
 _FAILED_TOGETHER = {"float64 (layers and gradients)": ("layerwise_float64", "gradients_float64")}
 
 
+def row_name(pair: TwinPair) -> str:
+    """The report row of a pair seen with its candidate: the case's name, or ``case@candidate``
+    where the pair has several candidates."""
+    return pair.case.name if len(pair.candidates) == 1 else f"{pair.case.name}@{pair.other_name}"
+
+
+def rows(pair: TwinPair) -> dict[str, TwinPair]:
+    """Each candidate's view of the pair, keyed by its report row."""
+    views = [pair.versus(candidate) for candidate in pair.candidates]
+    return {row_name(view): view for view in views}
+
+
 def run_case(pair: TwinPair, report, workdir: str, progress: Callable[[str, int, int, str], None] | None = None) -> bool:
     """Every check of one pair, each recorded in ``report`` as soon as it is done; True when all
     pass.  A check that raises is recorded as a failed result with its error, and the rest still
     run.  ``progress(row, index, total, step)`` is told before each step.  With several
     candidates every one is checked against the reference, each a row of its own, named
     ``case@candidate``."""
-    rows = {pair.case.name: pair} if len(pair.candidates) == 1 else \
-        {f"{pair.case.name}@{candidate}": pair.versus(candidate) for candidate in pair.candidates}
-    return all([_run_row(row, view, report, workdir, progress) for row, view in rows.items()])
+    return all([_run_row(row, view, report, workdir, progress) for row, view in rows(pair).items()])
 
 
 def run_checks(pair: TwinPair, workdir: str, progress: Callable[[int, int, str], None] | None = None,
                skip: tuple[str, ...] = ()) -> list[CheckResult]:
     """Every check of one pair (one candidate), in order, each a :class:`CheckResult`; a check
     that raises is a failed result carrying its error, and the rest still run.  ``skip`` names
-    steps not to run (``"onnx"``, ``"determinism"``)."""
+    steps not to run (``"onnx"``, ``"determinism"``); a candidate that exports no ONNX file
+    (``Framework.onnx_unavailable``) has no ONNX step (:func:`not_run` says why)."""
+    skip = (*skip, *not_run(pair))
     steps = [(step, check) for step, check in _steps(workdir) if step not in skip]
     results = []
     for index, (step, check) in enumerate(steps, 1):
@@ -69,6 +82,13 @@ def run_checks(pair: TwinPair, workdir: str, progress: Callable[[int, int, str],
     return results
 
 
+def not_run(pair: TwinPair) -> dict[str, str]:
+    """The steps this pair's candidate cannot take, each with why."""
+    row = frameworks.FRAMEWORKS.get(pair.other_name)  # None: a user's own runner, which exports as it says
+    reason = row.onnx_unavailable if row else None
+    return {"onnx": f"{pair.other_name} exports no ONNX file: {reason}"} if reason else {}
+
+
 def _run_row(name: str, pair: TwinPair, report, workdir: str, progress) -> bool:
     told = (lambda index, total, step: progress(name, index, total, step)) if progress else None
     results = run_checks(pair, workdir, told)
@@ -76,4 +96,7 @@ def _run_row(name: str, pair: TwinPair, report, workdir: str, progress) -> bool:
         report.record(name, result.check, result)
     for section, data in pair.metadata().items():
         report.record(name, section, data)
+    skipped = not_run(pair)
+    if skipped:
+        report.record(name, "not_run", skipped)
     return all(result.passed for result in results)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from parity import frameworks, zoo
+from parity.checks import rows
 from parity.pair import TwinPair
 from parity.report import ParityReport, format_table, read_cases, summarize, timestamp
 from parity.runners import FrameworkRunner
@@ -30,7 +31,7 @@ def pytest_collection_modifyitems(items):
     # Mark each test by the frameworks it starts, so `-m "torch and not tf"` runs one framework alone.
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
-        if names & {"torch_runner", "twin_for", "runners"}:
+        if names & {"torch_runner", "twin_for", "twin_for_backends", "runners"}:
             item.add_marker(pytest.mark.torch)
         if names & {"tf_runner", "twin_for", "runners"}:
             item.add_marker(pytest.mark.tf)
@@ -54,7 +55,12 @@ class Runners:
         return self.started[name]
 
     def all(self) -> dict[str, FrameworkRunner]:
-        return {name: self[name] for name in frameworks.names()}
+        """The default matrix's workers (``frameworks.names()``)."""
+        return self.of(frameworks.names())
+
+    def of(self, names) -> dict[str, FrameworkRunner]:
+        """These frameworks' workers, keyed by name: the same one per framework for every cache."""
+        return {name: self[name] for name in names}
 
     def close(self) -> None:
         for runner in self.started.values():
@@ -87,7 +93,9 @@ def parity_report():
 
 class TwinCache:
     """``twin_for(case)`` -> the built, weight-transferred pair, built once; ``release(name)``
-    frees it (both workers' models and the arrays held here) once its tests are done."""
+    frees it (every worker's models and the arrays held here) once its tests are done.  Over
+    more than two frameworks each candidate's view is a report row of its own, ``case@candidate``
+    (``parity.checks.rows``), as ``python -m parity check`` names them."""
 
     def __init__(self, runners: dict, report: ParityReport):
         self.runners, self.report = runners, report
@@ -104,9 +112,10 @@ class TwinCache:
         pair = self.pairs.pop(name, None)
         if pair is None:
             return
-        if name in self.report.cases:  # only pairs whose checks were recorded get a report entry
-            for section, data in pair.metadata().items():
-                self.report.record(name, section, data)
+        for row, view in rows(pair).items():
+            if row in self.report.cases:  # only rows whose checks were recorded get a report entry
+                for section, data in view.metadata().items():
+                    self.report.record(row, section, data)
         pair.close()
         if not self.pairs:
             self.recycle_large_workers()
@@ -128,13 +137,26 @@ class TwinCache:
 _caches: list[TwinCache] = []
 
 
-@pytest.fixture(scope="session")
-def twin_for(runners, parity_report):
-    cache = TwinCache(runners.all(), parity_report)
+def _session_cache(runners: dict, report: ParityReport):
+    cache = TwinCache(runners, report)
     _caches.append(cache)
     yield cache
     cache.release_all()
     _caches.remove(cache)
+
+
+@pytest.fixture(scope="session")
+def twin_for(runners, parity_report):
+    """Pairs over the default matrix (torch and tf)."""
+    yield from _session_cache(runners.all(), parity_report)
+
+
+@pytest.fixture(scope="session")
+def twin_for_backends(runners, parity_report):
+    """Pairs of the reference and the Keras backend rows (``frameworks.backends()``), each row
+    ``case@keras-jax`` / ``case@keras-torch`` in the report; no tf worker: the tf row of the same
+    case is ``twin_for``'s, judged once."""
+    yield from _session_cache(runners.of((frameworks.REFERENCE,) + frameworks.backends()), parity_report)
 
 
 @pytest.hookimpl(trylast=True)

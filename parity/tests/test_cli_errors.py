@@ -76,6 +76,19 @@ def test_a_timeout_must_be_positive_seconds(command, value):
     error_line(parity(*command, "--timeout", value), 2, "--timeout", value, usage=True)
 
 
+@pytest.mark.parametrize("rows, named", [("torch,mxnet", "unknown framework 'mxnet'"),
+                                         ("tf,torch", "the reference 'torch' first"),
+                                         ("torch", "the reference 'torch' first"),
+                                         ("torch,tf,tf", "each once")])
+def test_frameworks_must_be_known_rows_after_the_reference(rows, named):
+    error_line(parity("check", "resnet18", "--frameworks", rows), 2, "--frameworks", named, usage=True)
+
+
+def test_an_own_pair_is_judged_against_one_row_at_a_time():
+    error_line(parity("check", "--torch", "a.b:c", "--keras", "a.b:d", "--frameworks", "torch,tf,keras-jax"),
+               2, "one row at a time", "torch,tf,keras-jax")
+
+
 def test_an_unknown_case_is_named():
     error_line(parity("check", "resnet18", "resnett18"), 2, "'resnett18'", "known cases")
 
