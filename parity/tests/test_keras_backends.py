@@ -8,10 +8,11 @@ one), each a report row ``case@keras-jax`` / ``case@keras-torch``.  The tf row o
 judged in ``test_zoo_parity.py``, not again here.
 
 Tiers: ``FAST`` runs in ``make test``; every other zoo case that is not ``full_size`` is marked
-``backend_rows`` and runs in ``make test-backends`` (not in CI: about NN minutes on two cores, which
-CI's 90 would not hold beside the slow tier), each case's tests on one pytest-xdist worker (its
-``xdist_group``), so that the two workers build different cases.  The full-size cases (paper-size timm and MedMNIST+ models) are not run on the backend rows:
-their tf row already takes ``make test-full-size`` one at a time, and Keras on JAX runs eagerly.
+``backend_rows`` and runs in ``make test-backends``, not in CI (over an hour on two cores,
+which CI's 90 would not hold beside the slow tier).  Each case's tests stay on one pytest-xdist
+worker (its ``xdist_group``), so that the two workers build different cases.  The full-size
+cases (paper-size timm and MedMNIST+ models) get no backend rows: their tf row already takes
+``make test-full-size`` one at a time, and Keras on JAX runs eagerly.
 ONNX: keras-torch exports through Keras' own exporter (torch.onnx underneath); keras-jax exports
 none (it would need jax2onnx, which twinframe does not install), so it has no ONNX check.
 """
@@ -26,7 +27,7 @@ from parity.checks import (check_contract, check_float64, check_gradients, check
 
 FAST = ("aecnn_autoencoder", "resnet18", "vit_small")  # in `make test`: an autoencoder, a ResNet, a ViT
 BACKENDS = frameworks.backends()
-EXPORTS_ONNX = ("keras-torch",)
+EXPORTS_ONNX = tuple(b for b in BACKENDS if frameworks.get(b).onnx_unavailable is None)  # keras-torch
 
 
 def _marks(name: str) -> list:
