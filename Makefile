@@ -35,17 +35,18 @@ test: setup
 # the paper-size timm models and the float64 VGG-16/AlexNet trajectories, one at a time
 test-slow: setup
 	$(PY) -m pytest $(PARALLEL) -m "slow and not full_size"
-	$(PY) -m pytest -m full_size
+	$(PY) -m pytest -m "full_size and not backend_rows"
 
 # the paper-size part of test-slow alone (all processes together peak at about 15 GB)
 test-full-size: setup
-	$(PY) -m pytest -m full_size
+	$(PY) -m pytest -m "full_size and not backend_rows"
 
 # every other zoo case on the Keras backend rows (keras-jax, keras-torch) against torch; not in CI
 # (see README: it would not fit CI's 90 minutes beside the slow tier). A case's tests stay on one
 # worker (their xdist_group), the two workers build different cases.
 test-backends: setup
-	$(PY) -m pytest -n 2 --dist loadgroup -m backend_rows
+	$(PY) -m pytest -n 2 --dist loadgroup -m "backend_rows and not full_size"
+	$(PY) -m pytest -m "backend_rows and full_size"
 
 test-all: test test-slow test-backends
 

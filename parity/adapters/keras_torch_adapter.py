@@ -45,6 +45,35 @@ def allow_dotted_layer_names() -> None:
     TorchLayer._post_untrack_variable, TorchLayer._twinframe_dotted_names = post_untrack, True
 
 
+def two_pass_moments() -> None:
+    """Keras' batch statistics on torch in two passes, as on TensorFlow and JAX.
+
+    Keras 3.15's torch backend computes ``ops.moments``' variance in one pass, E[x^2] - E[x]^2
+    (its comment: "faster but less numerically stable"); TensorFlow's backend uses tf.nn.moments
+    and JAX's jnp.var, both mean((x - mean)^2), and so does torch's own BatchNorm.  In float32
+    the one-pass form cancels where a channel's mean is large against its spread: on DenseNet-121
+    it made Keras-on-torch's own float32 gradient four times torch's own error (docs/pitfalls.md,
+    entry 46).  Here BatchNormalization (and every other ops.moments) takes the variance in
+    two passes, in this worker only; half precision keeps Keras' own path (it computes in float32)."""
+    from keras.src.backend.torch import nn
+
+    one_pass = getattr(nn.moments, "_twinframe_one_pass", nn.moments)
+
+    def moments(x, axes, keepdims=False, synchronized=False):
+        x = nn.convert_to_tensor(x)
+        if synchronized or x.dtype in (torch.float16, torch.bfloat16):
+            return one_pass(x, axes, keepdims, synchronized)
+        dims = tuple(axes) if isinstance(axes, (list, tuple)) else (axes,)
+        variance, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=keepdims)
+        return mean, variance
+
+    moments._twinframe_one_pass = one_pass
+    nn.moments = moments
+    if keras.src.backend.nn.moments is not moments:
+        raise RuntimeError(f"Keras {keras.__version__}: keras.src.backend.nn is not the torch backend's nn module, so "
+                           "twinframe could not give BatchNormalization two-pass statistics (docs/pitfalls.md, entry 46)")
+
+
 class KerasTorchAdapter(KerasAdapter):
     framework, backend = "keras-torch", "torch"
 
@@ -61,6 +90,7 @@ class KerasTorchAdapter(KerasAdapter):
 
         global_state.set_global_attribute("torch_device", "cuda" if device != "cpu" else "cpu")
         allow_dotted_layer_names()
+        two_pass_moments()
         self._settings.update(device=device, threads=threads, deterministic=deterministic)
         return self.environment()
 
@@ -73,7 +103,7 @@ class KerasTorchAdapter(KerasAdapter):
             "device": self._settings["device"],
             "device_name": torch.cuda.get_device_name(0) if self._settings["device"] != "cpu"
             else platform.processor() or "cpu",
-            "flags": {"keras_backend": keras.backend.backend(),
+            "flags": {"keras_backend": keras.backend.backend(), "batch_moments": "two-pass (docs/pitfalls.md, entry 46)",
                       "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
                       "tf32": torch.backends.cuda.matmul.allow_tf32},
         }

@@ -7,17 +7,23 @@ isolated, float64 layers and gradients, the float32 train step, and ONNX where t
 one), each a report row ``case@keras-jax`` / ``case@keras-torch``.  The tf row of the same pair is
 judged in ``test_zoo_parity.py``, not again here.
 
-Tiers: ``FAST`` runs in ``make test``; every other zoo case that is not ``full_size`` is marked
-``backend_rows`` and runs in ``make test-backends``, not in CI (over an hour on two cores,
-which CI's 90 would not hold beside the slow tier).  Each case's tests stay on one pytest-xdist
-worker (its ``xdist_group``), so that the two workers build different cases.  The full-size
-cases (paper-size timm and MedMNIST+ models) get no backend rows: their tf row already takes
-``make test-full-size`` one at a time, and Keras on JAX runs eagerly.
+Tiers: ``FAST`` runs in ``make test``; every other zoo case is marked ``backend_rows`` and runs
+in ``make test-backends``, not in CI (over an hour on two cores, which CI's 90 would not hold
+beside the slow tier).  Each case's tests stay on one pytest-xdist worker (its ``xdist_group``),
+so that the two workers build different cases.  The paper-size cases are marked ``full_size`` as
+well: ``make test-backends`` runs them after the rest, one at a time, as ``make test-full-size``
+runs their tf rows (``make test-slow`` leaves their backend rows out).
 ONNX: keras-torch exports through Keras' own exporter (torch.onnx underneath); keras-jax exports
 none (it would need jax2onnx, which twinframe does not install), so it has no ONNX check.
 """
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,16 +31,19 @@ from parity import frameworks, zoo
 from parity.checks import (check_contract, check_float64, check_gradients, check_layerwise, check_onnx,
                            check_transfer, row_name)
 
+ROOT = Path(__file__).resolve().parents[2]
 FAST = ("aecnn_autoencoder", "resnet18", "vit_small")  # in `make test`: an autoencoder, a ResNet, a ViT
 BACKENDS = frameworks.backends()
 EXPORTS_ONNX = tuple(b for b in BACKENDS if frameworks.get(b).onnx_unavailable is None)  # keras-torch
 
 
-def _marks(name: str) -> list:
-    return [] if name in FAST else [pytest.mark.backend_rows, pytest.mark.xdist_group(name)]
+def _marks(name: str, case) -> list:
+    if name in FAST:
+        return []
+    return [pytest.mark.backend_rows, pytest.mark.xdist_group(name)] + ([pytest.mark.full_size] if case.full_size else [])
 
 
-CASES = [pytest.param(name, marks=_marks(name)) for name, case in sorted(zoo.CASES.items()) if not case.full_size]
+CASES = [pytest.param(name, marks=_marks(name, case)) for name, case in sorted(zoo.CASES.items())]
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -75,3 +84,34 @@ def test_the_backend_row_passes(pair, backend, check, parity_report):
 def test_onnx_four_way_agreement(pair, backend, parity_report, workdir):
     view = pair.versus(backend)
     judged(check_onnx(view, str(workdir)), parity_report, view)
+
+
+MOMENTS_PROBE = """
+import json, sys
+import numpy as np
+from parity import frameworks
+adapter = frameworks.get("keras-torch").load_adapter()  # keeps TensorFlow out of this process
+adapter.setup()
+import keras
+from keras.src.backend.torch import nn
+x64 = 1000.0 + 0.01 * np.random.default_rng(0).standard_normal((2, 4, 4, 8))  # a large mean, a small spread
+x = x64.astype("float32")
+true = x.astype("float64").var(axis=(0, 1, 2))
+def error(moments):
+    return float(np.abs(keras.ops.convert_to_numpy(moments(keras.ops.convert_to_tensor(x), (0, 1, 2))[1]) - true).max()
+                 / true.max())
+print(json.dumps({"two_pass": error(keras.ops.moments), "one_pass": error(nn.moments._twinframe_one_pass),
+                  "flag": adapter.environment()["flags"]["batch_moments"]}))
+"""
+
+
+def test_keras_on_torch_takes_batch_statistics_in_two_passes():
+    """Keras' torch backend computes a batch variance as E[x^2] - E[x]^2, which float32 cancels
+    where the mean is large against the spread; the keras-torch worker computes it in two passes
+    (docs/pitfalls.md, entry 46), and its environment says so."""
+    probe = subprocess.run([sys.executable, "-c", MOMENTS_PROBE], capture_output=True, text=True, cwd=ROOT, check=True,
+                           env={**os.environ, **frameworks.environment("keras-torch")})
+    seen = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert seen["one_pass"] > 1.0  # Keras' own: 1.4e3 times the variance off
+    assert seen["two_pass"] < 1e-6  # measured 2.8e-8
+    assert seen["flag"].startswith("two-pass")
