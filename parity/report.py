@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import fcntl
 import json
+import time
 from pathlib import Path
 
 from parity.verdict import CHECK_NAMES
@@ -25,10 +26,18 @@ class ParityReport:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.cases: dict[str, dict] = {}
+        self._last_write = time.monotonic()
 
     def record(self, case: str, section: str, data) -> None:
         entry = self.cases.setdefault(case, {"generated": timestamp()})
         entry[section] = data.to_dict() if hasattr(data, "to_dict") else data
+
+    def write_now_and_then(self, every_s: float = 300.0) -> None:
+        """Write when ``every_s`` has passed since the last write: a long tier stopped later keeps
+        what it finished but the last minutes, and a short one does not rewrite a report of tens
+        of megabytes after each case (about 2 s each at 15 MB)."""
+        if self.cases and time.monotonic() - self._last_write >= every_s:
+            self.write()
 
     def write(self) -> Path:
         """Merge into the file under a lock: parallel test workers each write their own cases."""
@@ -44,6 +53,7 @@ class ParityReport:
             document = {"schema": SCHEMA, "generated": timestamp(), "models": models,
                         "summary": [summarize(name, entry) for name, entry in sorted(models.items())]}
             atomic_write_bytes(self.path, (json.dumps(document, indent=1, default=_jsonable) + "\n").encode())
+        self._last_write = time.monotonic()
         return self.path
 
 

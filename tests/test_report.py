@@ -1,7 +1,7 @@
 import json
 
 from parity.compare import compare_named
-from parity.report import ParityReport, format_table, summarize
+from parity.report import ParityReport, format_table, read_cases, summarize
 from canon.tolerances import ToleranceSet
 import numpy as np
 
@@ -56,3 +56,12 @@ def test_a_damaged_report_is_replaced_not_merged(tmp_path):
 
 def test_summary_of_an_empty_entry_is_just_the_name():
     assert summarize("m", {}) == {"case": "m"}
+
+
+def test_a_long_session_writes_now_and_then_not_after_every_case(tmp_path):
+    report = ParityReport(tmp_path / "parity.json")
+    report.record("resnet18", "contract", {"passed": True})
+    report.write_now_and_then(every_s=3600)
+    assert not report.path.exists()  # the session's end writes it
+    report.write_now_and_then(every_s=0)
+    assert read_cases(report.path)["resnet18"]["contract"] == {"passed": True}

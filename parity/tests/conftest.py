@@ -117,8 +117,7 @@ class TwinCache:
                 for section, data in view.metadata().items():
                     self.report.record(row, section, data)
         pair.close()
-        if self.report.cases:  # a long tier stopped later keeps every case it finished
-            self.report.write()
+        self.report.write_now_and_then()
         if not self.pairs:
             self.recycle_large_workers()
 
