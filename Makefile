@@ -42,7 +42,7 @@ test-full-size: setup
 	$(PY) -m pytest -m "full_size and not backend_rows"
 
 # every other zoo case on the Keras backend rows (keras-jax, keras-torch) against torch, and the Keras
-# trajectory on the torch backend; then the paper-size cases' rows, one at a time. Not in CI (hours
+# trajectories on JAX and torch; then the paper-size cases' rows, one at a time. Not in CI (hours
 # on two cores; see README). A case's tests stay on one worker (their xdist_group).
 test-backends: setup
 	$(PY) -m pytest -n 2 --dist loadgroup -m "backend_rows and not full_size"
