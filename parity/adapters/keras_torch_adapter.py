@@ -54,7 +54,8 @@ def two_pass_moments() -> None:
     the one-pass form cancels where a channel's mean is large against its spread: on DenseNet-121
     it made Keras-on-torch's own float32 gradient four times torch's own error (docs/pitfalls.md,
     entry 46).  Here BatchNormalization (and every other ops.moments) takes the variance in
-    two passes, in this worker only; half precision keeps Keras' own path (it computes in float32)."""
+    two passes, in this worker and in a training run on this backend (both start this adapter);
+    float16 and bfloat16 keep Keras' own path."""
     from keras.src.backend.torch import nn
 
     one_pass = getattr(nn.moments, "_twinframe_one_pass", nn.moments)
