@@ -75,6 +75,15 @@ def two_pass_moments() -> None:
                            "twinframe could not give BatchNormalization two-pass statistics (docs/pitfalls.md, entry 46)")
 
 
+def _batch_moments() -> str:
+    """How this process's ops.moments takes a variance: read from the function, not assumed."""
+    from keras.src.backend import nn
+
+    if hasattr(nn.moments, "_twinframe_one_pass"):
+        return "two-pass (docs/pitfalls.md, entry 46)"
+    return "one-pass (Keras' own)"
+
+
 class KerasTorchAdapter(KerasAdapter):
     framework, backend = "keras-torch", "torch"
 
@@ -104,7 +113,7 @@ class KerasTorchAdapter(KerasAdapter):
             "device": self._settings["device"],
             "device_name": torch.cuda.get_device_name(0) if self._settings["device"] != "cpu"
             else platform.processor() or "cpu",
-            "flags": {"keras_backend": keras.backend.backend(), "batch_moments": "two-pass (docs/pitfalls.md, entry 46)",
+            "flags": {"keras_backend": keras.backend.backend(), "batch_moments": _batch_moments(),
                       "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
                       "tf32": torch.backends.cuda.matmul.allow_tf32},
         }

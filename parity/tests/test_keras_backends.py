@@ -9,8 +9,8 @@ judged in ``test_zoo_parity.py``, not again here.
 
 Tiers: ``FAST`` runs in ``make test``; every other zoo case is marked ``backend_rows`` and runs
 in ``make test-backends``, not in CI (hours on two cores: its first 37 tests took 23 minutes;
-Keras on JAX runs eagerly and compiles each op for each new shape).  Each case's tests stay on one pytest-xdist worker (its ``xdist_group``),
-so that the two workers build different cases.  The paper-size cases are marked ``full_size`` as
+Keras on JAX runs eagerly and compiles each op for each new shape).  Each case's tests stay on
+one pytest-xdist worker (its ``xdist_group``), so that the two workers build different cases.  The paper-size cases are marked ``full_size`` as
 well: ``make test-backends`` runs them after the rest, one at a time, as ``make test-full-size``
 runs their tf rows (``make test-slow`` leaves their backend rows out).
 ONNX: keras-torch exports through Keras' own exporter (torch.onnx underneath); keras-jax exports
